@@ -1,0 +1,23 @@
+import type { ChatMessage } from './tokenizer.ts';
+
+/** One dataset line after parsing and format detection, before tokenization. */
+export interface ParsedExample {
+  /** 1-based line number in `file`, for messages. */
+  line: number;
+  file: string;
+  /** Chat examples (`messages` and `prompt`/`completion`) become messages; `text` examples keep the raw text. */
+  messages?: ChatMessage[];
+  text?: string;
+  /** For prompt/completion data: number of leading messages that form the prompt. */
+  promptMessages?: number;
+}
+
+/** A tokenized training example: `labels[i]` is the target for position i (already aligned: labels[i] = inputIds[i+1] or -100). */
+export interface TokenizedExample {
+  inputIds: number[];
+  /** Same length as inputIds. labels[i] is the id predicted at position i, or -100 if position i is not supervised. */
+  labels: number[];
+  file: string;
+  line: number;
+  truncated: boolean;
+}
