@@ -1,0 +1,67 @@
+import fs from 'node:fs';
+import * as tf from '@tensorflow/tfjs';
+import { UserError } from '../errors.ts';
+
+export type BackendName = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+export const BACKEND_NAMES: BackendName[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
+
+// Optional native backends; a variable specifier keeps TypeScript and bundlers from resolving them.
+const NODE_GPU = '@tensorflow/tfjs-node-gpu';
+const NODE_CPU = '@tensorflow/tfjs-node';
+
+async function tryImport(mod: string): Promise<boolean> {
+  try {
+    await import(/* @vite-ignore */ mod);
+    return tf.findBackendFactory('tensorflow') != null;
+  } catch {
+    return false;
+  }
+}
+
+/** A CUDA device node is the cheapest reliable sign that tfjs-node-gpu will actually run on a GPU. */
+function gpuPresent(): boolean {
+  return fs.existsSync('/dev/nvidiactl') || fs.existsSync('/dev/nvidia0');
+}
+
+async function use(name: string): Promise<boolean> {
+  try {
+    const ok = await tf.setBackend(name);
+    await tf.ready();
+    return ok && tf.getBackend() === name;
+  } catch {
+    return false;
+  }
+}
+
+async function useWasm(): Promise<boolean> {
+  try {
+    await import('@tensorflow/tfjs-backend-wasm');
+    return await use('wasm');
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Select the tfjs backend. `auto`: tfjs-node-gpu (if it loads and a GPU is present) → tfjs-node → wasm → cpu.
+ * The native packages are optional dependencies; `auto` skips them silently, an explicit `tensorflow` fails
+ * with a clear error. Returns the active backend name ('tensorflow', 'wasm' or 'cpu').
+ */
+export async function initBackend(name: BackendName | string = 'auto'): Promise<string> {
+  if (!(BACKEND_NAMES as string[]).includes(name)) throw new UserError(`unknown backend "${name}" (expected one of ${BACKEND_NAMES.join(', ')})`);
+  tf.enableProdMode(); // silences tfjs's "install tfjs-node" banner and debug-only checks
+  if (name === 'tensorflow' || name === 'auto') {
+    if ((gpuPresent() && (await tryImport(NODE_GPU))) || (await tryImport(NODE_CPU))) {
+      if (await use('tensorflow')) return 'tensorflow';
+    }
+    if (name === 'tensorflow') {
+      throw new UserError('backend "tensorflow" needs the optional package @tensorflow/tfjs-node (or @tensorflow/tfjs-node-gpu), which could not be loaded; install it or use --backend wasm');
+    }
+  }
+  if (name === 'wasm' || name === 'auto') {
+    if (await useWasm()) return 'wasm';
+    if (name === 'wasm') throw new UserError('backend "wasm" could not be initialised (@tensorflow/tfjs-backend-wasm failed to load)');
+  }
+  if (!(await use('cpu'))) throw new UserError('backend "cpu" could not be initialised');
+  return 'cpu';
+}

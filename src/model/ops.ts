@@ -1,0 +1,118 @@
+import * as tf from '@tensorflow/tfjs';
+
+/**
+ * Numeric building blocks of the Gemma 3 forward pass, all differentiable on the cpu AND wasm backends.
+ * (tfjs's own gradient for `tf.gather` needs the UnsortedSegmentSum kernel, which wasm lacks.)
+ */
+
+/**
+ * `x[idx]` along axis 0 with a hand-written backward: the gradient is a scatter-add of `dy` rows into a zero
+ * [N, D] tensor via `tf.scatterND`, which sums duplicate indices and has a kernel on cpu and wasm. This stays on
+ * device and costs O(M·D) plus zero-filling the dense [N, D] result (the tied LM head produces a dense gradient of
+ * the same size anyway). Rows whose index equals `zeroGradRow` (e.g. the pad id, like PyTorch's
+ * `nn.Embedding(padding_idx)`) get no gradient.
+ */
+export function gatherRows(x: tf.Tensor2D, idx: tf.Tensor1D, opts: { zeroGradRow?: number } = {}): tf.Tensor2D {
+  if (idx.dtype !== 'int32') throw new Error(`gatherRows: idx must be int32, got ${idx.dtype}`);
+  const shape = x.shape;
+  const f = tf.customGrad((table: tf.Tensor) => ({
+    value: tf.gather(table, idx, 0),
+    gradFunc: (dy: tf.Tensor) => {
+      let upd = dy;
+      if (opts.zeroGradRow !== undefined) {
+        const keep = tf.cast(tf.notEqual(idx, tf.scalar(opts.zeroGradRow, 'int32')), 'float32');
+        upd = tf.mul(dy, tf.expandDims(keep, 1));
+      }
+      return tf.scatterND(tf.expandDims(idx, 1), upd, shape);
+    },
+  }));
+  return f(x) as tf.Tensor2D;
+}
+
+/** `table[ids]` for int32 ids [B, T] → [B, T, D], with the scatter-add gradient of `gatherRows`. */
+export function embeddingLookup(table: tf.Tensor2D, ids: tf.Tensor2D, opts: { zeroGradRow?: number } = {}): tf.Tensor3D {
+  const [B, T] = ids.shape;
+  const rows = gatherRows(table, tf.reshape(ids, [B * T]) as tf.Tensor1D, opts);
+  return tf.reshape(rows, [B, T, table.shape[1]]);
+}
+
+/** Gemma RMSNorm over the last axis: x · rsqrt(mean(x²) + eps) · (1 + w), in fp32. */
+export function rmsNorm<T extends tf.Tensor>(x: T, w: tf.Tensor1D, eps: number): T {
+  const ms = tf.mean(tf.square(x), -1, true);
+  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), tf.add(w, 1)) as T;
+}
+
+const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+
+/** GELU, tanh approximation (torch `gelu(approximate="tanh")`): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
+export function geluTanh<T extends tf.Tensor>(x: T): T {
+  const x3 = tf.mul(tf.mul(x, x), x);
+  const inner = tf.mul(tf.add(x, tf.mul(x3, 0.044715)), SQRT_2_OVER_PI);
+  return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1)) as T;
+}
+
+/** RoPE inverse frequencies 1 / base^(2i/d), i = 0..d/2-1 (computed in float64). */
+export function ropeInvFreq(headDim: number, base: number): Float64Array {
+  const half = headDim / 2;
+  const out = new Float64Array(half);
+  for (let i = 0; i < half; i++) out[i] = 1 / Math.pow(base, (2 * i) / headDim);
+  return out;
+}
+
+/**
+ * cos/sin tables [T, d] for absolute positions startPos..startPos+T-1, laid out like HF's
+ * `emb = cat(freqs, freqs)` (half-split pairs (i, i + d/2)). Angles are computed in float64, then stored as fp32.
+ */
+export function ropeTables(headDim: number, base: number, startPos: number, T: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+  const inv = ropeInvFreq(headDim, base);
+  const half = headDim / 2;
+  const c = new Float32Array(T * headDim), s = new Float32Array(T * headDim);
+  for (let t = 0; t < T; t++) {
+    const p = startPos + t;
+    for (let i = 0; i < half; i++) {
+      const a = p * inv[i];
+      const ca = Math.cos(a), sa = Math.sin(a);
+      c[t * headDim + i] = ca; c[t * headDim + half + i] = ca;
+      s[t * headDim + i] = sa; s[t * headDim + half + i] = sa;
+    }
+  }
+  return { cos: tf.tensor2d(c, [T, headDim]), sin: tf.tensor2d(s, [T, headDim]) };
+}
+
+/** rotate_half(x) = concat(-x[..., d/2:], x[..., :d/2]) along the last axis. */
+export function rotateHalf<T extends tf.Tensor>(x: T): T {
+  const d = x.shape[x.rank - 1];
+  const [x1, x2] = tf.split(x, [d / 2, d / 2], -1);
+  return tf.concat([tf.neg(x2), x1], -1) as T;
+}
+
+/** x·cos + rotate_half(x)·sin. `x` is [..., T, d]; cos/sin are [T, d] and broadcast over leading axes. */
+export function applyRope<T extends tf.Tensor>(x: T, cos: tf.Tensor2D, sin: tf.Tensor2D): T {
+  return tf.add(tf.mul(x, cos), tf.mul(rotateHalf(x), sin)) as T;
+}
+
+/**
+ * Additive attention mask [T, S] (0 = allowed, -1e9 = masked) for queries at absolute positions
+ * startPos..startPos+T-1 and keys at 0..S-1. Causal: allowed iff 0 <= q - kv; with a sliding window W also
+ * q - kv <= W - 1 (the window includes the current token; HF `sliding_window_overlay`, llama.cpp `is_masked_swa`).
+ */
+export function attentionMask(T: number, S: number, startPos: number, window: number | null): tf.Tensor2D {
+  const m = new Float32Array(T * S);
+  for (let i = 0; i < T; i++) {
+    const q = startPos + i;
+    for (let j = 0; j < S; j++) {
+      const dist = q - j;
+      const ok = dist >= 0 && (window === null || dist <= window - 1);
+      if (!ok) m[i * S + j] = MASKED;
+    }
+  }
+  return tf.tensor2d(m, [T, S]);
+}
+
+/** Large enough that exp() of it is exactly 0 in fp32, small enough that adding it to a score stays finite. */
+export const MASKED = -1e9;
+
+/** tanh(x / cap) · cap (Gemma 2/3 logit soft-capping). */
+export function softcap<T extends tf.Tensor>(x: T, cap: number): T {
+  return tf.mul(tf.tanh(tf.div(x, cap)), cap) as T;
+}
