@@ -1,0 +1,190 @@
+import * as tf from '@tensorflow/tfjs';
+import type { Gemma3Config } from './config.ts';
+import { weightShapes } from './weights.ts';
+import type { TensorMap } from '../io/tensors.ts';
+import { UserError } from '../errors.ts';
+import { applyRope, attentionMask, embeddingLookup, geluTanh, rmsNorm, ropeTables, softcap } from './ops.ts';
+
+/**
+ * Gemma 3 text decoder (Gemma3ForCausalLM) in TensorFlow.js, fp32, following HF `modeling_gemma3.py`
+ * (spec §2). Parameters keep HF names and HF shapes; linears are [out, in], so y = x·Wᵀ.
+ */
+
+/** Replaces a weight before use (QAT fake-quantization); identity by default. */
+export type WeightFn = (name: string, w: tf.Variable) => tf.Tensor;
+
+export const EMBED_NAME = 'model.embed_tokens.weight';
+
+/** Per-layer keys/values after k-norm and RoPE, [B, Hkv, S, d], for incremental decoding. */
+export class KVCache {
+  keys: (tf.Tensor4D | null)[];
+  values: (tf.Tensor4D | null)[];
+  /** Number of positions already in the cache (= absolute position of the next token). */
+  length = 0;
+
+  constructor(numLayers: number) {
+    this.keys = new Array(numLayers).fill(null);
+    this.values = new Array(numLayers).fill(null);
+  }
+
+  /** Appends this step's k/v for layer i (kept alive outside tf.tidy) and returns the full k/v. */
+  append(i: number, k: tf.Tensor4D, v: tf.Tensor4D): [tf.Tensor4D, tf.Tensor4D] {
+    const oldK = this.keys[i], oldV = this.values[i];
+    const newK = oldK ? tf.concat([oldK, k], 2) : k;
+    const newV = oldV ? tf.concat([oldV, v], 2) : v;
+    this.keys[i] = tf.keep(newK); this.values[i] = tf.keep(newV);
+    if (oldK) oldK.dispose();
+    if (oldV) oldV.dispose();
+    return [newK, newV];
+  }
+
+  dispose(): void {
+    for (const t of [...this.keys, ...this.values]) t?.dispose();
+    this.keys.fill(null); this.values.fill(null);
+    this.length = 0;
+  }
+}
+
+export interface HiddenOptions {
+  weightFn?: WeightFn;
+  cache?: KVCache;
+  /** Absolute position of ids[:, 0]; defaults to cache.length (or 0). */
+  startPos?: number;
+}
+
+export class Gemma3Model {
+  readonly params: Map<string, tf.Variable>;
+
+  private constructor(readonly config: Gemma3Config, params: Map<string, tf.Variable>) {
+    this.params = params;
+  }
+
+  /** Builds the model from HF-named fp32 tensors; a missing, extra or mis-shaped tensor is a UserError naming it. */
+  static fromWeights(cfg: Gemma3Config, weights: TensorMap): Gemma3Model {
+    const shapes = weightShapes(cfg);
+    for (const [name, shape] of shapes) {
+      const w = weights.get(name);
+      if (!w) throw new UserError(`weights: missing tensor ${name} (expected shape [${shape}])`);
+      if (w.shape.length !== shape.length || w.shape.some((d, i) => d !== shape[i])) {
+        throw new UserError(`weights: tensor ${name} has shape [${w.shape}], expected [${shape}]`);
+      }
+      if (w.data.length !== shape.reduce((a, b) => a * b, 1)) throw new UserError(`weights: tensor ${name} has ${w.data.length} values, expected shape [${shape}]`);
+    }
+    for (const name of weights.keys()) {
+      if (!shapes.has(name)) throw new UserError(`weights: unexpected tensor ${name}`);
+    }
+    const params = new Map<string, tf.Variable>();
+    for (const [name, shape] of shapes) {
+      const t = tf.tensor(weights.get(name)!.data, shape, 'float32');
+      params.set(name, tf.variable(t, true));
+      t.dispose();
+    }
+    return new Gemma3Model(cfg, params);
+  }
+
+  p(name: string): tf.Variable {
+    const v = this.params.get(name);
+    if (!v) throw new Error(`Gemma3Model: no parameter ${name}`);
+    return v;
+  }
+
+  /** Hidden states after the final norm, [B, T, D], for int32 ids [B, T]. Updates `cache` when given. */
+  hidden(ids: tf.Tensor2D, opts: HiddenOptions = {}): tf.Tensor3D {
+    const c = this.config;
+    const wf: WeightFn = opts.weightFn ?? ((_n, w) => w);
+    const cache = opts.cache;
+    const startPos = opts.startPos ?? cache?.length ?? 0;
+    if (cache && startPos !== cache.length) throw new Error(`hidden: startPos ${startPos} != cache length ${cache.length}`);
+    const [B, T] = ids.shape;
+    const out = tf.tidy(() => {
+      // Keys are the cached positions 0..startPos-1 plus the new ones; without a cache only the new ones
+      // (then only relative distances matter and the mask is the plain T×T one).
+      const kvLen = cache ? startPos + T : T;
+      const qOffset = cache ? startPos : 0;
+      const masks = {
+        sliding_attention: attentionMask(T, kvLen, qOffset, c.slidingWindow),
+        full_attention: attentionMask(T, kvLen, qOffset, null),
+      };
+      const rope = {
+        sliding_attention: ropeTables(c.headDim, c.ropeLocalBaseFreq, startPos, T),
+        full_attention: ropeTables(c.headDim, c.ropeTheta, startPos, T),
+      };
+      const table = wf(EMBED_NAME, this.p(EMBED_NAME)) as tf.Tensor2D;
+      const scale = Math.fround(Math.sqrt(c.hiddenSize)); // fp32 sqrt(hidden_size), as llama.cpp and HF with fp32 weights
+      let h = tf.reshape(tf.mul(embeddingLookup(table, ids), scale), [B * T, c.hiddenSize]) as tf.Tensor2D;
+      for (let i = 0; i < c.numHiddenLayers; i++) {
+        const lt = c.layerTypes[i];
+        h = this.layer(i, h, B, T, rope[lt], masks[lt], wf, cache);
+      }
+      h = rmsNorm(h, this.p('model.norm.weight') as tf.Tensor1D, c.rmsNormEps);
+      return tf.reshape(h, [B, T, c.hiddenSize]) as tf.Tensor3D;
+    });
+    if (cache) cache.length = startPos + T;
+    return out;
+  }
+
+  /** Logits [N, V] from final hidden states [N, D]: tied embedding head, final soft-cap when configured. */
+  logitsFromHidden(h: tf.Tensor2D, opts: { weightFn?: WeightFn } = {}): tf.Tensor2D {
+    return tf.tidy(() => {
+      const table = opts.weightFn ? opts.weightFn(EMBED_NAME, this.p(EMBED_NAME)) : this.p(EMBED_NAME);
+      let logits = tf.matMul(h, table, false, true) as tf.Tensor2D;
+      if (this.config.finalLogitSoftcapping != null) logits = softcap(logits, this.config.finalLogitSoftcapping);
+      return logits;
+    });
+  }
+
+  /** Current parameters as host fp32 tensors (copies). */
+  toTensorMap(): TensorMap {
+    const m: TensorMap = new Map();
+    for (const [name, v] of this.params) m.set(name, { shape: v.shape.slice(), data: Float32Array.from(v.dataSync() as Float32Array) });
+    return m;
+  }
+
+  dispose(): void {
+    for (const v of this.params.values()) v.dispose();
+    this.params.clear();
+  }
+
+  private linear(x: tf.Tensor2D, name: string, wf: WeightFn): tf.Tensor2D {
+    return tf.matMul(x, wf(name, this.p(name)), false, true) as tf.Tensor2D;
+  }
+
+  private norm<T extends tf.Tensor>(x: T, name: string): T {
+    return rmsNorm(x, this.p(name) as tf.Tensor1D, this.config.rmsNormEps);
+  }
+
+  /** One decoder block on h [B·T, D] (spec §2.3: four norms, two residuals). */
+  private layer(i: number, h: tf.Tensor2D, B: number, T: number, rope: { cos: tf.Tensor2D; sin: tf.Tensor2D }, mask: tf.Tensor2D, wf: WeightFn, cache?: KVCache): tf.Tensor2D {
+    const p = `model.layers.${i}.`;
+    let a = this.norm(h, p + 'input_layernorm.weight');
+    a = this.attention(i, a, B, T, rope, mask, wf, cache);
+    h = tf.add(h, this.norm(a, p + 'post_attention_layernorm.weight'));
+    let m = this.norm(h, p + 'pre_feedforward_layernorm.weight');
+    m = this.linear(tf.mul(geluTanh(this.linear(m, p + 'mlp.gate_proj.weight', wf)), this.linear(m, p + 'mlp.up_proj.weight', wf)), p + 'mlp.down_proj.weight', wf);
+    return tf.add(h, this.norm(m, p + 'post_feedforward_layernorm.weight'));
+  }
+
+  /**
+   * Self-attention with QK-norm before RoPE and grouped KV heads. Query head h uses KV head floor(h / G),
+   * G = H / Hkv (HF repeat_kv). Queries are grouped as [B·Hkv, G·T, d] so each KV head is multiplied once.
+   */
+  private attention(i: number, x: tf.Tensor2D, B: number, T: number, rope: { cos: tf.Tensor2D; sin: tf.Tensor2D }, mask: tf.Tensor2D, wf: WeightFn, cache?: KVCache): tf.Tensor2D {
+    const c = this.config, p = `model.layers.${i}.self_attn.`;
+    const H = c.numAttentionHeads, Hkv = c.numKeyValueHeads, d = c.headDim, G = H / Hkv;
+    const heads = (t: tf.Tensor2D, n: number) => tf.transpose(tf.reshape(t, [B, T, n, d]), [0, 2, 1, 3]) as tf.Tensor4D; // [B, n, T, d]
+    let q = heads(this.linear(x, p + 'q_proj.weight', wf), H);
+    let k = heads(this.linear(x, p + 'k_proj.weight', wf), Hkv);
+    let v = heads(this.linear(x, p + 'v_proj.weight', wf), Hkv);
+    q = applyRope(this.norm(q, p + 'q_norm.weight'), rope.cos, rope.sin);
+    k = applyRope(this.norm(k, p + 'k_norm.weight'), rope.cos, rope.sin);
+    if (cache) [k, v] = cache.append(i, k, v);
+    const S = k.shape[2];
+    const qg = tf.reshape(tf.mul(q, Math.pow(c.queryPreAttnScalar, -0.5)), [B * Hkv, G * T, d]);
+    let scores = tf.matMul(qg, tf.reshape(k, [B * Hkv, S, d]), false, true); // [B·Hkv, G·T, S]
+    if (c.attnLogitSoftcapping != null) scores = softcap(scores, c.attnLogitSoftcapping);
+    const probs = tf.softmax(tf.add(tf.reshape(scores, [B * Hkv, G, T, S]), mask), -1);
+    const o = tf.matMul(tf.reshape(probs, [B * Hkv, G * T, S]), tf.reshape(v, [B * Hkv, S, d])); // [B·Hkv, G·T, d] = [B, H, T, d]
+    const merged = tf.reshape(tf.transpose(tf.reshape(o, [B, H, T, d]), [0, 2, 1, 3]), [B * T, H * d]) as tf.Tensor2D;
+    return this.linear(merged, p + 'o_proj.weight', wf);
+  }
+}
