@@ -1,12 +1,127 @@
+import fs from 'node:fs';
 import type { Command } from 'commander';
-import { UserError } from '../errors.ts';
+import { UsageError, UserError } from '../errors.ts';
+import { BACKEND_NAMES, type BackendName } from '../model/backend.ts';
+import { loadModel, renderPrompt } from '../model/load.ts';
+import { TextStreamer } from '../model/generate.ts';
+import { loadTokenizer } from '../data/tokenizer.ts';
+
+interface GenerateCliOptions {
+  prompt: string;
+  system?: string;
+  maxNewTokens: string;
+  temperature: string;
+  topK?: string;
+  topP?: string;
+  seed: string;
+  backend: string;
+}
+
+function numberOpt(v: string | undefined, flag: string, check: (n: number) => boolean, what: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || !check(n)) throw new UsageError(`${flag} must be ${what}, got "${v}"`);
+  return n;
+}
+
+export interface ParsedGenerateOptions {
+  prompt: string;
+  system?: string;
+  maxNewTokens: number;
+  temperature: number;
+  topK?: number;
+  topP?: number;
+  seed: number;
+  backend: BackendName;
+}
+
+export function parseGenerateOptions(o: GenerateCliOptions): ParsedGenerateOptions {
+  if (!(BACKEND_NAMES as string[]).includes(o.backend)) throw new UsageError(`--backend must be one of ${BACKEND_NAMES.join(', ')}, got "${o.backend}"`);
+  return {
+    prompt: o.prompt,
+    system: o.system,
+    maxNewTokens: numberOpt(o.maxNewTokens, '--max-new-tokens', (n) => Number.isInteger(n) && n >= 1, 'a positive integer')!,
+    temperature: numberOpt(o.temperature, '--temperature', (n) => n >= 0, 'a number >= 0')!,
+    topK: numberOpt(o.topK, '--top-k', (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0 (0 = off)'),
+    topP: numberOpt(o.topP, '--top-p', (n) => n > 0 && n <= 1, 'a number in (0, 1]'),
+    seed: numberOpt(o.seed, '--seed', (n) => Number.isInteger(n) && n >= 0, 'a non-negative integer')!,
+    backend: o.backend as BackendName,
+  };
+}
+
+/** Runs a .gguf file through llama.cpp (node-llama-cpp, prebuilt CPU binaries) with the same chat rendering. */
+async function generateGguf(file: string, o: ParsedGenerateOptions, write: (s: string) => void): Promise<void> {
+  if (!fs.existsSync(file)) throw new UserError(`${file}: no such file`);
+  let llamaCpp: typeof import('node-llama-cpp');
+  try {
+    llamaCpp = await import('node-llama-cpp');
+  } catch {
+    throw new UserError('running a .gguf model needs the package node-llama-cpp, which could not be loaded');
+  }
+  process.stderr.write('backend: llama.cpp (node-llama-cpp, cpu)\n');
+  const llama = await llamaCpp.getLlama({ gpu: false, build: 'never', usePrebuiltBinaries: true, skipDownload: true, logLevel: llamaCpp.LlamaLogLevel.error });
+  const model = await llama.loadModel({ modelPath: file });
+  const context = await model.createContext({ contextSize: 4096 });
+  try {
+    // The bundled Gemma 3 chat template renders the prompt; its leading <bos> is parsed as the special token.
+    const text = renderPrompt(loadTokenizer(), o.prompt, o.system);
+    const tokens = model.tokenize(text, true);
+    const streamer = new TextStreamer((ids) => model.detokenize(ids as never), write);
+    const sequence = context.getSequence();
+    let n = 0;
+    for await (const tok of sequence.evaluate(tokens, {
+      temperature: o.temperature,
+      topK: o.topK,
+      topP: o.topP,
+      seed: o.seed,
+    })) {
+      if (model.isEogToken(tok)) break;
+      streamer.push(tok as number);
+      if (++n >= o.maxNewTokens) break;
+    }
+    streamer.end();
+  } finally {
+    await context.dispose();
+    await model.dispose();
+  }
+}
 
 export function registerGenerate(program: Command): void {
   program
     .command('generate')
-    .description('(not implemented yet)')
-    .allowUnknownOption()
-    .action(() => {
-      throw new UserError('gemma-tune generate is not implemented yet');
+    .description('Generate a chat reply from a model (run dir, HF dir, hub id, preset:NAME, or a .gguf file via llama.cpp)')
+    .argument('<model>', 'run directory, HF checkpoint directory, hub id, preset:tiny / preset:gemma-3-270m, or FILE.gguf')
+    .requiredOption('--prompt <text>', 'user message (rendered with the chat template)')
+    .option('--system <text>', 'system prompt (merged into the first user turn, as the Gemma template does)')
+    .option('--max-new-tokens <n>', 'maximum number of generated tokens', '256')
+    .option('--temperature <t>', 'sampling temperature; 0 = greedy', '0')
+    .option('--top-k <k>', 'top-k sampling (0 = off; default from generation_config.json when sampling)')
+    .option('--top-p <p>', 'nucleus sampling (default from generation_config.json when sampling)')
+    .option('--seed <s>', 'sampling seed', '0')
+    .option('--backend <name>', `tfjs backend: ${BACKEND_NAMES.join(', ')}`, 'auto')
+    .action(async (modelSpec: string, raw: GenerateCliOptions) => {
+      const o = parseGenerateOptions(raw);
+      const write = (s: string) => { process.stdout.write(s); };
+      if (modelSpec.toLowerCase().endsWith('.gguf')) {
+        await generateGguf(modelSpec, o, write);
+        write('\n');
+        return;
+      }
+      const m = await loadModel(modelSpec, { backend: o.backend });
+      process.stderr.write(`backend: ${m.backend}\n`);
+      try {
+        await m.generate(o.prompt, {
+          system: o.system,
+          maxNewTokens: o.maxNewTokens,
+          temperature: o.temperature,
+          topK: o.topK,
+          topP: o.topP,
+          seed: o.seed,
+          onText: write,
+        });
+        write('\n');
+      } finally {
+        m.dispose();
+      }
     });
 }

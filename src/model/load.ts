@@ -1,0 +1,133 @@
+import fs from 'node:fs';
+import * as tf from '@tensorflow/tfjs';
+import type { Gemma3Config } from './config.ts';
+import { presetConfig } from './config.ts';
+import { randomWeights } from './weights.ts';
+import { Gemma3Model } from './gemma3.ts';
+import { initBackend, type BackendName } from './backend.ts';
+import { generateIds, TextStreamer, type GenerateOptions } from './generate.ts';
+import { loadTokenizer, type ChatMessage, type GemmaTokenizer } from '../data/tokenizer.ts';
+import { loadCheckpoint } from '../io/checkpoint.ts';
+import type { TensorMap } from '../io/tensors.ts';
+import { UserError } from '../errors.ts';
+
+export interface LoadModelOptions {
+  /** tfjs backend; default 'auto' (tfjs-node-gpu → tfjs-node → wasm → cpu). */
+  backend?: BackendName;
+}
+
+export interface ChatGenerateOptions extends Omit<GenerateOptions, 'onToken'> {
+  /** Merged into the first user turn by the Gemma chat template. */
+  system?: string;
+  /** Streamed text deltas. */
+  onText?: (delta: string) => void;
+}
+
+export interface ChatGenerateResult {
+  text: string;
+  ids: number[];
+  stopReason: 'stop' | 'length';
+}
+
+export interface LoadedModel {
+  config: Gemma3Config;
+  tokenizer: GemmaTokenizer;
+  model: Gemma3Model;
+  /** Active tfjs backend ('tensorflow', 'wasm' or 'cpu'). */
+  backend: string;
+  /** Checkpoint directory, or null for a preset. */
+  dir: string | null;
+  generationConfig: Record<string, unknown> | null;
+  /** Logits for every position of `ids` (no BOS added), row-major [ids.length, vocab]. */
+  logits(ids: number[]): Promise<Float32Array>;
+  /** Chat-templated generation of a reply to `prompt`. */
+  generate(prompt: string, opts?: ChatGenerateOptions): Promise<ChatGenerateResult>;
+  dispose(): void;
+}
+
+/** Model directory for a spec that is not a preset: local HF dir, run dir, HF cache or Hub (src/io/hub.ts). */
+async function resolveDir(spec: string): Promise<string> {
+  const hub = './../io/hub.ts';
+  let mod: { resolveModelDir?: (s: string) => Promise<string> } | null = null;
+  try {
+    mod = await import(/* @vite-ignore */ hub);
+  } catch {
+    mod = null; // hub resolution not available: only local directories
+  }
+  if (mod?.resolveModelDir) return mod.resolveModelDir(spec);
+  if (fs.statSync(spec, { throwIfNoEntry: false })?.isDirectory()) return spec;
+  throw new UserError(`model "${spec}" not found (expected a checkpoint directory or preset:NAME)`);
+}
+
+/** Rendered chat prompt text (starts with `<bos>`), as fed to the model; shared with the GGUF path of the CLI. */
+export function renderPrompt(tokenizer: GemmaTokenizer, prompt: string, system?: string): string {
+  const messages: ChatMessage[] = [];
+  if (system) messages.push({ role: 'system', content: system });
+  messages.push({ role: 'user', content: prompt });
+  return tokenizer.renderChat(messages, { addGenerationPrompt: true });
+}
+
+/**
+ * Load a Gemma 3 text model: `preset:tiny` / `preset:gemma-3-270m` (seeded random weights, bundled tokenizer),
+ * an HF checkpoint directory, a gemma-tune run directory, or a Hub id (via the HF cache / download).
+ */
+export async function loadModel(spec: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
+  const backend = await initBackend(opts.backend ?? 'auto');
+  let config: Gemma3Config, weights: TensorMap, tokenizer: GemmaTokenizer, dir: string | null = null;
+  let generationConfig: Record<string, unknown> | null = null;
+  const preset = presetConfig(spec);
+  if (preset) {
+    config = preset;
+    weights = randomWeights(config, 0);
+    tokenizer = loadTokenizer();
+  } else {
+    dir = await resolveDir(spec);
+    const ck = await loadCheckpoint(dir);
+    config = ck.config; weights = ck.weights; generationConfig = ck.generationConfig;
+    tokenizer = loadTokenizer(ck.tokenizerDir);
+  }
+  const model = Gemma3Model.fromWeights(config, weights);
+  weights.clear(); // host copies are no longer needed
+  return makeLoadedModel({ config, tokenizer, model, backend, dir, generationConfig });
+}
+
+/** Wrap an existing model + tokenizer in the LoadedModel API (used by loadModel and by tests/callers with own weights). */
+export function makeLoadedModel(m: Omit<LoadedModel, 'logits' | 'generate' | 'dispose'>): LoadedModel {
+  const { model, tokenizer, config } = m;
+  return {
+    ...m,
+    async logits(ids: number[]): Promise<Float32Array> {
+      if (ids.length === 0) return new Float32Array(0);
+      for (const [i, id] of ids.entries()) {
+        if (!Number.isInteger(id) || id < 0 || id >= config.vocabSize) throw new UserError(`logits: ids[${i}] = ${id} is not a token id in [0, ${config.vocabSize})`);
+      }
+      const t = tf.tidy(() => {
+        const h = model.hidden(tf.tensor2d([ids], [1, ids.length], 'int32'));
+        return model.logitsFromHidden(tf.reshape(h, [ids.length, config.hiddenSize]) as tf.Tensor2D);
+      });
+      try {
+        return (await t.data()) as Float32Array;
+      } finally {
+        t.dispose();
+      }
+    },
+    async generate(prompt: string, opts: ChatGenerateOptions = {}): Promise<ChatGenerateResult> {
+      const promptIds = tokenizer.encode(renderPrompt(tokenizer, prompt, opts.system));
+      const sampling = (opts.temperature ?? 0) > 0;
+      const gc = m.generationConfig ?? {};
+      const streamer = opts.onText ? new TextStreamer((ids) => tokenizer.decode(ids), opts.onText) : null;
+      const res = await generateIds(model, promptIds, {
+        ...opts,
+        topK: opts.topK ?? (sampling && typeof gc.top_k === 'number' ? gc.top_k : 0),
+        topP: opts.topP ?? (sampling && typeof gc.top_p === 'number' ? gc.top_p : 1),
+        stopIds: opts.stopIds ?? tokenizer.stopIds,
+        onToken: streamer ? (id) => streamer.push(id) : undefined,
+      });
+      streamer?.end();
+      return { text: tokenizer.decode(res.ids), ids: res.ids, stopReason: res.stopReason };
+    },
+    dispose(): void {
+      model.dispose();
+    },
+  };
+}
