@@ -1,0 +1,85 @@
+// Look into the recipe schema by key path: which keys a section has, whether a field takes null.
+// Used for "did you mean" suggestions and to phrase type errors the way a YAML user reads them.
+import type { z } from 'zod';
+import { RecipeSchema } from './schema.ts';
+import { KEY_ALIASES, nearest } from './suggest.ts';
+import type { KeyPath } from './locate.ts';
+
+interface Def {
+  type: string;
+  innerType?: z.ZodType;
+  element?: z.ZodType;
+  shape?: Record<string, z.ZodType>;
+}
+
+const defOf = (s: z.ZodType): Def => (s as unknown as { _zod: { def: Def } })._zod.def;
+
+/** Strip default / prefault / nullable / optional wrappers. */
+function unwrap(s: z.ZodType): z.ZodType {
+  let cur = s;
+  for (;;) {
+    const d = defOf(cur);
+    if (!d.innerType || !['default', 'prefault', 'nullable', 'optional'].includes(d.type)) return cur;
+    cur = d.innerType;
+  }
+}
+
+/** The schema of the field at `path`, with its wrappers (so defaults and nullability are visible); null if no such key. */
+export function schemaAt(path: KeyPath): z.ZodType | null {
+  let cur: z.ZodType = RecipeSchema;
+  for (const seg of path) {
+    const d = defOf(unwrap(cur));
+    if (d.type === 'object' && typeof seg === 'string' && d.shape && Object.hasOwn(d.shape, seg)) cur = d.shape[seg];
+    else if (d.type === 'array' && typeof seg === 'number' && d.element) cur = d.element;
+    else return null;
+  }
+  return cur;
+}
+
+/** The keys of the section at `path` (top level for []), or null if it is not a section. */
+export function keysAt(path: KeyPath): string[] | null {
+  const s = schemaAt(path);
+  if (!s) return null;
+  const d = defOf(unwrap(s));
+  return d.type === 'object' && d.shape ? Object.keys(d.shape) : null;
+}
+
+/** Every key path that holds a value (not a section), in schema order: ['seed'], ['data', 'train'], … */
+export function leafPaths(path: KeyPath = []): string[][] {
+  const keys = keysAt(path);
+  if (!keys) return [path.map(String)];
+  return keys.flatMap((k) => leafPaths([...path, k]));
+}
+
+/** True when the field at `path` takes whole numbers only. */
+export function isIntegerField(path: KeyPath): boolean {
+  const s = schemaAt(path);
+  return s !== null && (unwrap(s) as unknown as { isInt?: boolean }).isInt === true;
+}
+
+export function acceptsNull(path: KeyPath): boolean {
+  const s = schemaAt(path);
+  return s !== null && s.safeParse(null).success;
+}
+
+/** The message for an unknown key `key` inside the section at `parent`. */
+export function unknownKeyMessage(parent: KeyPath, key: string): string {
+  const section = parent.map(String).join('.');
+  const show = (dotted: string) => {
+    const parts = dotted.split('.');
+    const sameSection = parts.slice(0, -1).join('.') === section;
+    return `unknown key (did you mean "${sameSection ? parts[parts.length - 1] : dotted}"?)`;
+  };
+  const alias = KEY_ALIASES[section]?.[key];
+  if (alias) return show(alias);
+  if (key.includes('.') && schemaAt([...parent, ...key.split('.')])) {
+    const parts = key.split('.');
+    return `unknown key (dotted keys are for --set only; nest "${parts.slice(1).join('.')}" under "${parts[0]}:")`;
+  }
+  const elsewhere = leafPaths().find((p) => p[p.length - 1] === key);
+  if (elsewhere) return show(elsewhere.join('.'));
+  const siblings = keysAt(parent) ?? [];
+  const close = nearest(key, siblings);
+  if (close) return show([...parent, close].join('.'));
+  return `unknown key (valid keys${section ? ` in ${section}` : ''}: ${siblings.join(', ')})`;
+}

@@ -1,0 +1,144 @@
+// The recipe format: one YAML file that says what to fine-tune, on which data, and how.
+// Defaults are those of the official Gemma 3 270M full fine-tune guide (spec §8): AdamW, constant lr 5e-5,
+// 5 epochs, batch 4, max length 512, eval/save every epoch. Key names follow Axolotl/TRL where the concept exists.
+import { z } from 'zod';
+
+export const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
+export const DATA_FORMATS = ['auto', 'messages', 'prompt_completion', 'text'] as const;
+export const TRAIN_ON = ['assistant', 'last', 'all'] as const;
+export const TRUNCATION = ['truncate', 'drop', 'error'] as const;
+export const OPTIMIZERS = ['adamw'] as const;
+export const LR_SCHEDULERS = ['constant', 'constant_with_warmup', 'linear', 'cosine'] as const;
+export const STRATEGIES = ['epoch', 'steps', 'no'] as const;
+export const FREEZABLE = ['embeddings', 'attention', 'mlp', 'norms'] as const;
+export const QAT_SCHEMES = ['q4_0'] as const;
+export const QAT_EMBEDDINGS = ['q8_0', 'f16', 'q4_0'] as const;
+
+export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]*$/;
+
+const positiveInt = () => z.int().min(1);
+const nonNegativeInt = () => z.int().min(0);
+
+export const DataSchema = z.strictObject({
+  train: z.string().min(1),
+  validation: z.string().min(1).nullable().default(null),
+  val_set_size: z.number().min(0).lt(1).default(0),
+  format: z.enum(DATA_FORMATS).default('auto'),
+  max_length: positiveInt().default(512),
+  train_on: z.enum(TRAIN_ON).default('assistant'),
+  truncation: z.enum(TRUNCATION).default('truncate'),
+});
+
+export const TrainingSchema = z.strictObject({
+  num_epochs: positiveInt().default(5),
+  max_steps: positiveInt().nullable().default(null),
+  micro_batch_size: positiveInt().default(4),
+  gradient_accumulation_steps: positiveInt().default(1),
+  learning_rate: z.number().positive().default(5e-5),
+  optimizer: z.enum(OPTIMIZERS).default('adamw'),
+  adam_beta1: z.number().min(0).lt(1).default(0.9),
+  adam_beta2: z.number().min(0).lt(1).default(0.999),
+  adam_epsilon: z.number().positive().default(1e-8),
+  weight_decay: z.number().min(0).default(0),
+  lr_scheduler: z.enum(LR_SCHEDULERS).default('constant'),
+  warmup_steps: nonNegativeInt().default(0),
+  max_grad_norm: z.number().positive().nullable().default(1.0),
+  eval_strategy: z.enum(STRATEGIES).default('epoch'),
+  eval_steps: positiveInt().nullable().default(null),
+  save_strategy: z.enum(STRATEGIES).default('epoch'),
+  save_steps: positiveInt().nullable().default(null),
+  logging_steps: positiveInt().default(1),
+  freeze: z.array(z.enum(FREEZABLE)).default([]),
+});
+
+export const EarlyStoppingSchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  patience: positiveInt().default(2),
+});
+
+export const QatSchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  scheme: z.enum(QAT_SCHEMES).default('q4_0'),
+  start_step: nonNegativeInt().default(0),
+  embeddings: z.enum(QAT_EMBEDDINGS).default('q8_0'),
+});
+
+export const EvalSchema = z.strictObject({
+  generate: z.boolean().default(false),
+  max_new_tokens: positiveInt().default(128),
+});
+
+const RecipeShape = z.strictObject({
+  name: z.string().regex(NAME_PATTERN, {
+    error: 'must be lower-case letters, digits, ".", "_" or "-", starting with a letter or digit',
+  }),
+  seed: nonNegativeInt().default(42),
+  base_model: z.string().min(1).default('google/gemma-3-270m-it'),
+  backend: z.enum(BACKENDS).default('auto'),
+  data: DataSchema,
+  training: TrainingSchema.prefault({}),
+  early_stopping: EarlyStoppingSchema.prefault({}),
+  qat: QatSchema.prefault({}),
+  eval: EvalSchema.prefault({}),
+  // null = `runs/<name>` under the current directory; the loader fills it in.
+  output_dir: z.string().min(1).nullable().default(null),
+});
+
+type RecipeShapeOut = z.output<typeof RecipeShape>;
+
+export interface CrossFieldIssue {
+  path: (string | number)[];
+  message: string;
+}
+
+/** Rules that involve more than one key. Each issue points at the key the user most likely has to change. */
+export function crossFieldIssues(r: RecipeShapeOut): CrossFieldIssue[] {
+  const out: CrossFieldIssue[] = [];
+  const t = r.training;
+  if (r.data.validation !== null && r.data.val_set_size > 0) {
+    out.push({ path: ['data', 'val_set_size'], message: 'cannot be used together with data.validation (set one of them)' });
+  }
+  for (const kind of ['eval', 'save'] as const) {
+    const strategy = t[`${kind}_strategy`];
+    const steps = t[`${kind}_steps`];
+    if (strategy === 'steps' && steps === null) {
+      out.push({ path: ['training', `${kind}_strategy`], message: `"steps" needs training.${kind}_steps` });
+    }
+    if (strategy !== 'steps' && steps !== null) {
+      out.push({
+        path: ['training', `${kind}_steps`],
+        message: `only used with ${kind}_strategy "steps" (it is "${strategy}")`,
+      });
+    }
+  }
+  if (t.lr_scheduler === 'constant' && t.warmup_steps > 0) {
+    out.push({
+      path: ['training', 'warmup_steps'],
+      message: 'has no effect with lr_scheduler "constant" (use "constant_with_warmup", "linear" or "cosine")',
+    });
+  }
+  if (t.lr_scheduler === 'constant_with_warmup' && t.warmup_steps === 0) {
+    out.push({ path: ['training', 'warmup_steps'], message: 'lr_scheduler "constant_with_warmup" needs warmup_steps > 0' });
+  }
+  if (r.early_stopping.enabled) {
+    if (t.eval_strategy === 'no') {
+      out.push({ path: ['early_stopping', 'enabled'], message: 'needs evaluations, but training.eval_strategy is "no"' });
+    } else if (r.data.validation === null && r.data.val_set_size === 0) {
+      out.push({
+        path: ['early_stopping', 'enabled'],
+        message: 'needs validation data (set data.validation or data.val_set_size)',
+      });
+    }
+  }
+  return out;
+}
+
+/** The strict recipe schema: unknown keys, wrong types and inconsistent settings are all errors. */
+export const RecipeSchema = RecipeShape.superRefine((r, ctx) => {
+  for (const issue of crossFieldIssues(r)) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
+});
+
+/** A validated recipe: snake_case keys exactly as in YAML, every default filled. */
+export type Recipe = z.output<typeof RecipeSchema>;
+/** What a user may write: everything but `name` and `data.train` is optional. */
+export type RecipeInput = z.input<typeof RecipeSchema>;
