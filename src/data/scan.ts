@@ -1,0 +1,84 @@
+// One pass over a JSONL file: read (streaming), parse, detect the format, validate, tokenize, label and count.
+// Used by `gemma-tune validate` and by prepareData (the trainer's loader), so both report exactly the same problems.
+import type { Readable } from 'node:stream';
+import type { GemmaTokenizer } from './tokenizer.ts';
+import type { ParsedExample, TokenizedExample } from './types.ts';
+import type { DataIssue } from './issues.ts';
+import { readJsonlLines } from './jsonl.ts';
+import { detectFormat, parseExample, parseJsonLine, undetectedIssue, type ExampleFormat, type FormatOption } from './formats.ts';
+import { tokenizeExample, type LabelOptions, type TokenizeResult } from './labels.ts';
+import { StatsAccumulator, type DataStats } from './stats.ts';
+
+export interface ScanOptions extends LabelOptions {
+  format: FormatOption;
+  /** File name shown in messages (default: the path as given). */
+  displayName?: string;
+  /** Keep every valid example's TokenizedExample in `examples` (default false: only count). */
+  keepExamples?: boolean;
+  /** Called for each valid example (e.g. to show a few). */
+  onExample?: (parsed: ParsedExample, result: TokenizeResult) => void;
+}
+
+export interface FileScan {
+  stats: DataStats;
+  issues: DataIssue[];
+  warnings: DataIssue[];
+  /** With keepExamples: one entry per valid example in file order; null where the example was dropped. */
+  examples: (TokenizedExample | null)[];
+}
+
+/** The tokenizer, or a function that loads it (called only once a valid example needs tokenizing). */
+export type TokenizerSource = GemmaTokenizer | (() => GemmaTokenizer);
+
+export async function scanFile(source: string | Readable, tokenizer: TokenizerSource, opts: ScanOptions): Promise<FileScan> {
+  const file = opts.displayName ?? (typeof source === 'string' ? source : '<stream>');
+  let tok: GemmaTokenizer | null = typeof tokenizer === 'function' ? null : tokenizer;
+  const getTok = () => (tok ??= (tokenizer as () => GemmaTokenizer)());
+  const acc = new StatsAccumulator(file);
+  const out: FileScan = { stats: acc.stats, issues: [], warnings: [], examples: [] };
+  let fileFormat: ExampleFormat | null = opts.format === 'auto' ? null : opts.format;
+  let formatLine = 0;
+  const bad = (issues: DataIssue[]) => {
+    out.issues.push(...issues);
+    acc.stats.invalidLines++;
+  };
+
+  for await (const l of readJsonlLines(source, { displayName: file })) {
+    acc.stats.lines = l.line;
+    if (l.kind === 'blank') { acc.stats.blankLines++; continue; }
+    if (l.kind === 'bad-utf8') {
+      const hex = l.byte.toString(16).toUpperCase().padStart(2, '0');
+      bad([{ file, line: l.line, message: `not valid UTF-8 (byte 0x${hex} at byte ${l.offset} of the line); save the file as UTF-8` }]);
+      continue;
+    }
+    if (l.kind === 'too-long') { bad([{ file, line: l.line, message: `line is too long (${l.bytes} bytes)` }]); continue; }
+
+    const { value, issue } = parseJsonLine(l.text, file, l.line);
+    if (issue) { bad([issue]); continue; }
+    let format = fileFormat;
+    if (opts.format === 'auto') {
+      const looks = detectFormat(value);
+      if (looks && !fileFormat) { fileFormat = format = looks; formatLine = l.line; }
+      else if (looks && looks !== fileFormat) {
+        bad([{ file, line: l.line, message: `this line is in "${looks}" format but the file is in "${fileFormat}" format (detected on line ${formatLine}); use one format per file` }]);
+        continue;
+      }
+    }
+    if (!format) { bad([undetectedIssue(value, file, l.line)]); continue; }
+
+    const parsed = parseExample(value, format, file, l.line);
+    if (!parsed.example) { bad(parsed.issues); continue; }
+    const r = tokenizeExample(parsed.example, getTok(), opts);
+    if (r.issues.length) { bad(r.issues); continue; }
+    out.warnings.push(...r.warnings);
+    acc.addExample(parsed.example, r);
+    if (opts.keepExamples) out.examples.push(r.example ?? null);
+    opts.onExample?.(parsed.example, r);
+  }
+  acc.stats.format = fileFormat;
+  if (acc.stats.examples === 0 && acc.stats.invalidLines === 0) {
+    out.issues.push({ file, message: `no examples (only ${acc.stats.blankLines} blank line${acc.stats.blankLines === 1 ? '' : 's'})` });
+  }
+  out.stats = acc.finish();
+  return out;
+}
