@@ -27,6 +27,7 @@ export function describeValue(v: unknown): string {
     const shown = v.length > 40 ? v.slice(0, 37) + '...' : v;
     return `string ${JSON.stringify(shown)}`;
   }
+  if (typeof v === 'number' && !Number.isFinite(v)) return Number.isNaN(v) ? '.nan' : v > 0 ? '.inf' : '-.inf';
   return `${typeof v} ${String(v)}`;
 }
 
@@ -52,6 +53,9 @@ export function issueMessages(issue: z.core.$ZodIssue, raw: unknown): PathMessag
       return issue.keys.map((k) => ({ path: [...path, k], message: unknownKeyMessage(path, k) }));
     case 'invalid_type': {
       if (value === undefined) return [{ path, message: 'required key is missing' }];
+      if (typeof value === 'number' && issue.expected === 'number') {
+        return [{ path, message: `expected a finite number, got ${describeValue(value)}` }];
+      }
       const type = issue.expected === 'number' && isIntegerField(path) ? 'int' : issue.expected;
       const expected = TYPE_NAMES[type] ?? type;
       const orNull = acceptsNull(path) ? ' or null' : '';

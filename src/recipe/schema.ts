@@ -72,7 +72,7 @@ const RecipeShape = z.strictObject({
   name: z.string().regex(NAME_PATTERN, {
     error: 'must be lower-case letters, digits, ".", "_" or "-", starting with a letter or digit',
   }),
-  seed: nonNegativeInt().default(42),
+  seed: nonNegativeInt().max(0xffffffff).default(42), // the RNG takes a 32-bit seed
   base_model: z.string().min(1).default('google/gemma-3-270m-it'),
   backend: z.enum(BACKENDS).default('auto'),
   data: DataSchema,

@@ -146,6 +146,10 @@ training:
     expect(msg(`${MINIMAL}training:\n  micro_batch_size: 0\n`)).toBe('recipe.yaml:5: training.micro_batch_size: must be ≥ 1, got 0');
     expect(msg('name: demo\ndata:\n  train: train.jsonl\n  val_set_size: 1.5\n')).toBe('recipe.yaml:4: data.val_set_size: must be < 1, got 1.5');
     expect(msg('name: demo\ndata:\n  train: ""\n')).toBe('recipe.yaml:3: data.train: must not be empty');
+    expect(msg(`${MINIMAL}seed: -1\n`)).toBe('recipe.yaml:4: seed: must be ≥ 0, got -1');
+    expect(msg(`${MINIMAL}seed: 4294967296\n`)).toBe('recipe.yaml:4: seed: must be ≤ 4294967295, got 4294967296');
+    expect(msg(`${MINIMAL}training: {learning_rate: .inf}\n`)).toBe('recipe.yaml:4: training.learning_rate: expected a finite number, got .inf');
+    expect(msg(`${MINIMAL}training: {weight_decay: .nan}\n`)).toBe('recipe.yaml:4: training.weight_decay: expected a finite number, got .nan');
   });
 
   it('missing required keys and a bad name', () => {
