@@ -190,7 +190,7 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
 export interface SaveCheckpointOptions {
   config: Gemma3Config;
   weights: TensorMap;
-  /** Where tokenizer.json / tokenizer_config.json (and friends, if present) are copied from. */
+  /** Where tokenizer.json (required), tokenizer_config.json, chat_template.jinja, ... (if present) are copied from. */
   tokenizerDir: string;
   dtype: 'bf16' | 'f32';
   /** Written as generation_config.json; default: the token ids from `config`. */
@@ -213,9 +213,8 @@ export async function saveCheckpoint(dir: string, opts: SaveCheckpointOptions): 
     if (!sameShape(t.shape, shape)) throw new UserError(`cannot save ${dir}: tensor "${name}" has shape ${JSON.stringify(t.shape)}, expected ${JSON.stringify(shape)}`);
   }
   for (const name of weights.keys()) if (!expected.has(name)) throw new UserError(`cannot save ${dir}: unexpected tensor "${name}"`);
-  for (const f of ['tokenizer.json', 'tokenizer_config.json']) {
-    if (!fs.existsSync(path.join(opts.tokenizerDir, f))) throw new UserError(`cannot save ${dir}: ${path.join(opts.tokenizerDir, f)} does not exist`);
-  }
+  const tokJson = path.join(opts.tokenizerDir, 'tokenizer.json');
+  if (!fs.existsSync(tokJson)) throw new UserError(`cannot save ${dir}: ${tokJson} does not exist`);
   const generationConfig = opts.generationConfig ?? {
     bos_token_id: config.bosTokenId,
     eos_token_id: config.eosTokenId,

@@ -16,7 +16,7 @@ export interface ResolveOptions {
 }
 
 const REQUIRED_FILES = ['config.json'];
-const OPTIONAL_FILES = ['generation_config.json', 'tokenizer.json', 'tokenizer_config.json'];
+const OPTIONAL_FILES = ['generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja'];
 const WEIGHTS = 'model.safetensors';
 const INDEX = 'model.safetensors.index.json';
 const HEADERS_TIMEOUT_MS = 30_000;
@@ -83,7 +83,7 @@ export async function resolveModelDir(spec: string, opts: ResolveOptions = {}): 
   const cached = cachedSnapshot(cacheDir, repo, revision);
   if (cached?.missing.length === 0) return cached.dir;
   if (opts.offline || envTrue(env.HF_HUB_OFFLINE)) {
-    const why = cached ? `its cached snapshot ${cached.dir} lacks ${cached.missing.join(', ')}` : `it is not in the HF cache (${cacheDir})`;
+    const why = cached ? `its cached snapshot ${cached.dir} lacks ${cached.missing.join(', ')}` : `it is not a local directory and not in the HF cache (${cacheDir})`;
     throw new UserError(`model ${spec}: ${why}, and offline mode (HF_HUB_OFFLINE) forbids downloading; download it once online, or pass a local checkpoint directory`);
   }
   const endpoint = (env.HF_ENDPOINT || 'https://huggingface.co').replace(/\/+$/, '');
@@ -263,7 +263,7 @@ class HubDownloader {
     // Without X-Error-Code, a 404 for config.json (the first request) means the repo itself is missing.
     if (entryMissing && res.status === 404 && (code === 'EntryNotFound' || (!code && file !== REQUIRED_FILES[0]))) return new NotFound(file);
     if (res.status === 404 || code === 'RepoNotFound') {
-      return new UserError(`model ${repo} was not found on ${endpoint} (HTTP ${res.status}${code ? ' ' + code : ''} for ${file} at revision ${this.o.revision}): check the id (org/name, e.g. google/gemma-3-270m-it)${this.o.token ? '' : ' — a private repo also needs HF_TOKEN'}`);
+      return new UserError(`model ${repo} is not a local directory and was not found on ${endpoint} (HTTP ${res.status}${code ? ' ' + code : ''} for ${file} at revision ${this.o.revision}): check the id (org/name, e.g. google/gemma-3-270m-it) or the path${this.o.token ? '' : '; a private repo also needs HF_TOKEN'}`);
     }
     if (res.status === 401 || res.status === 403) {
       return new UserError(

@@ -157,6 +157,7 @@ describe('Hub download into the HF cache', () => {
   it('downloads into huggingface_hub layout (blobs, refs/main, snapshot symlinks), sends the token to the Hub only, and loads', async () => {
     process.env.HF_TOKEN = TOKEN;
     state.files.set('tokenizer.json', ckptFiles.get('tokenizer.json')!);
+    state.files.set('chat_template.jinja', Buffer.from('{{ bos_token }}'));
     const dir = await resolveModelDir(REPO);
     const repoDir = path.join(cache, 'models--acme--tiny-gemma');
     expect(dir).toBe(path.join(repoDir, 'snapshots', COMMIT));
@@ -167,6 +168,8 @@ describe('Hub download into the HF cache', () => {
       expect(fs.readlinkSync(link).startsWith('../../blobs/')).toBe(true);
       expect(fs.readFileSync(link).equals(ckptFiles.get(f)!)).toBe(true);
     }
+    expect(fs.readFileSync(path.join(dir, 'chat_template.jinja'), 'utf8')).toBe('{{ bos_token }}');
+    expect(fs.existsSync(path.join(dir, 'special_tokens_map.json'))).toBe(false); // 404 EntryNotFound: optional, skipped
     const st = ckptFiles.get('model.safetensors')!;
     expect(fs.readlinkSync(path.join(dir, 'model.safetensors'))).toBe(`../../blobs/${sha256(st)}`);
     expect(fs.readdirSync(path.join(repoDir, 'blobs')).some((f) => f.endsWith('.incomplete'))).toBe(false);
@@ -282,7 +285,7 @@ describe('Hub download into the HF cache', () => {
 
   it('404 → not found, check the id', async () => {
     const msg = await userError(resolveModelDir('acme/no-such-model'));
-    expect(msg).toContain('acme/no-such-model was not found');
+    expect(msg).toContain('acme/no-such-model is not a local directory and was not found');
     expect(msg).toContain('check the id');
   });
 
