@@ -87,6 +87,7 @@ export async function resolveModelDir(spec: string, opts: ResolveOptions = {}): 
     throw new UserError(`model ${spec}: ${why}, and offline mode (HF_HUB_OFFLINE) forbids downloading; download it once online, or pass a local checkpoint directory`);
   }
   const endpoint = (env.HF_ENDPOINT || 'https://huggingface.co').replace(/\/+$/, '');
+  if (!URL.canParse(endpoint) || !/^https?:$/.test(new URL(endpoint).protocol)) throw new UserError(`HF_ENDPOINT ${JSON.stringify(endpoint)} is not an http(s) URL`);
   return new HubDownloader({ repo, revision, cacheDir, endpoint, token: hfToken(env), progress: opts.progress !== false }).run();
 }
 
@@ -180,8 +181,9 @@ class HubDownloader {
       }
     }
     if (this.commit !== revision) {
-      await fs.promises.mkdir(path.join(this.repoDir, 'refs'), { recursive: true });
-      await fs.promises.writeFile(path.join(this.repoDir, 'refs', revision), this.commit!);
+      const ref = path.join(this.repoDir, 'refs', revision); // e.g. refs/main, refs/refs/pr/1
+      await fs.promises.mkdir(path.dirname(ref), { recursive: true });
+      await fs.promises.writeFile(ref, this.commit!);
     }
     return this.snapshotDir();
   }

@@ -298,6 +298,8 @@ describe('Hub download into the HF cache', () => {
     expect(msg).toContain('ECONNREFUSED');
     expect(msg).toContain('HF cache');
     expect(msg).toContain('local checkpoint directory');
+    process.env.HF_ENDPOINT = 'not a url';
+    expect(await userError(resolveModelDir(REPO))).toContain('HF_ENDPOINT');
   });
 
   it('HF_HUB_OFFLINE=1 with an empty cache: clear error and not a single request', async () => {
