@@ -1,0 +1,159 @@
+// Resumable training checkpoints: an HF checkpoint directory (config.json, model.safetensors f32, tokenizer)
+// plus `optimizer.safetensors` (AdamW moments, f32) and `trainer_state.json` (step, epoch, position in the data
+// order, RNG state, logging/overfit accumulators, best so far). The whole directory is built under a temporary
+// name and renamed into place, so a crash or a failed write never leaves a half checkpoint or loses the old one.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Gemma3Config } from '../model/config.ts';
+import type { TensorMap } from '../io/tensors.ts';
+import { saveCheckpoint } from '../io/checkpoint.ts';
+import { readSafetensors, writeSafetensors } from '../io/safetensors.ts';
+import { replaceDirAtomic, tempSibling, writeFileAtomic } from '../io/atomic.ts';
+import type { OverfitState } from './overfit.ts';
+import { UserError } from '../errors.ts';
+
+export const TRAINER_STATE = 'trainer_state.json';
+export const OPTIMIZER_FILE = 'optimizer.safetensors';
+
+export interface BestRecord {
+  step: number;
+  epoch: number;
+  valLoss: number;
+  /** Checkpoint directory name under checkpoints/ holding these weights (e.g. "epoch-2"), or "best" for a copy. */
+  checkpoint: string;
+}
+
+/** Sums of the train rows not yet logged (logging_steps > 1). */
+export interface LogAccumulator {
+  lossSum: number;
+  steps: number;
+  supervisedTokens: number;
+  tokens: number;
+}
+
+export interface TrainerState {
+  format: 1;
+  /** Optimizer steps done. */
+  globalStep: number;
+  /** Fractional epoch (globalStep / stepsPerEpoch). */
+  epoch: number;
+  /** 0-based epoch in progress; `windowsDone` windows of it are done. windowsDone = 0 and order = null: not started. */
+  epochIndex: number;
+  windowsDone: number;
+  /** The shuffled example order of epoch `epochIndex` (indices into the training set). */
+  order: number[] | null;
+  /** Shuffling RNG state after drawing `order`. */
+  rngState: number[];
+  stepsPerEpoch: number;
+  totalSteps: number;
+  /** Learning rate of the last step (the schedule itself is a function of the step and the recipe). */
+  lr: number;
+  tokensSeen: number;
+  log: LogAccumulator;
+  overfit: OverfitState;
+  best: BestRecord | null;
+  lastVal: { step: number; loss: number } | null;
+  lastTrainLoss: number | null;
+  /** Wall time spent training before this checkpoint (for throughput and elapsed_s across resumes). */
+  elapsedS: number;
+  /** Number of metrics.jsonl rows written up to this checkpoint. */
+  metricsRows: number;
+  recipeSha256: string;
+  earlyStopped: boolean;
+  /** Number of examples in the training set (resume checks the data did not change size). */
+  trainExamples: number;
+}
+
+export interface OptimizerSnapshot {
+  tensors: TensorMap;
+  /** Small JSON-able scalars (AdamW step count, betas, ...). */
+  meta: Record<string, unknown>;
+}
+
+export interface TrainingCheckpoint {
+  config: Gemma3Config;
+  weights: TensorMap;
+  tokenizerDir: string;
+  generationConfig?: Record<string, unknown> | null;
+  optimizer?: OptimizerSnapshot | null;
+  state: TrainerState;
+}
+
+/** Write checkpoint `dir` atomically: model (HF layout, f32) + optimizer + trainer state, all or nothing. */
+export async function saveTrainingCheckpoint(dir: string, ck: TrainingCheckpoint): Promise<void> {
+  const tmp = tempSibling(dir);
+  try {
+    await saveCheckpoint(tmp, { config: ck.config, weights: ck.weights, tokenizerDir: ck.tokenizerDir, dtype: 'f32', generationConfig: ck.generationConfig });
+    if (ck.optimizer) {
+      await writeSafetensors(path.join(tmp, OPTIMIZER_FILE), ck.optimizer.tensors, {
+        dtype: 'f32',
+        metadata: { gemma_tune: 'optimizer', meta: JSON.stringify(ck.optimizer.meta) },
+      });
+    }
+    await writeFileAtomic(path.join(tmp, TRAINER_STATE), JSON.stringify(ck.state, null, 1) + '\n');
+    await replaceDirAtomic(tmp, dir);
+  } catch (e) {
+    await fs.promises.rm(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+export function readTrainerState(dir: string): TrainerState {
+  const file = path.join(dir, TRAINER_STATE);
+  let v: TrainerState;
+  try {
+    v = JSON.parse(fs.readFileSync(file, 'utf8')) as TrainerState;
+  } catch (e) {
+    throw new UserError(`${file}: cannot read trainer state (${(e as Error).message})`);
+  }
+  if (v?.format !== 1 || typeof v.globalStep !== 'number') throw new UserError(`${file}: not a gemma-tune trainer state (format 1)`);
+  return v;
+}
+
+export async function readOptimizer(dir: string): Promise<OptimizerSnapshot | null> {
+  const file = path.join(dir, OPTIMIZER_FILE);
+  if (!fs.existsSync(file)) return null;
+  const { tensors, metadata } = await readSafetensors(file);
+  const out: TensorMap = new Map();
+  for (const [name, t] of tensors) out.set(name, { shape: t.shape, data: t.data });
+  let meta: Record<string, unknown> = {};
+  try {
+    meta = JSON.parse(metadata?.meta ?? '{}');
+  } catch {
+    throw new UserError(`${file}: bad optimizer metadata`);
+  }
+  return { tensors: out, meta };
+}
+
+/** Resumable checkpoints of a run (those with a trainer state), highest step first; `final` counts too. */
+export function listCheckpoints(runDir: string): { name: string; dir: string; step: number }[] {
+  const root = path.join(runDir, 'checkpoints');
+  if (!fs.existsSync(root)) return [];
+  const out: { name: string; dir: string; step: number }[] = [];
+  for (const name of fs.readdirSync(root)) {
+    if (name === 'best' || name.includes('.tmp-') || name.includes('.old-')) continue;
+    const dir = path.join(root, name);
+    const st = fs.lstatSync(dir);
+    if (!st.isDirectory() || !fs.existsSync(path.join(dir, TRAINER_STATE))) continue;
+    try {
+      out.push({ name, dir, step: readTrainerState(dir).globalStep });
+    } catch {
+      // unreadable state: not a resume candidate
+    }
+  }
+  // Highest step first; at equal steps prefer the one that is not `final` (same content, but keeps names stable).
+  return out.sort((a, b) => b.step - a.step || (a.name === 'final' ? 1 : 0) - (b.name === 'final' ? 1 : 0));
+}
+
+/** Point checkpoints/best at checkpoint `name` (a relative symlink), replacing what was there atomically. */
+export async function pointBestAt(runDir: string, name: string): Promise<void> {
+  const best = path.join(runDir, 'checkpoints', 'best');
+  const tmp = tempSibling(best);
+  await fs.promises.symlink(name, tmp, 'dir');
+  try {
+    await replaceDirAtomic(tmp, best);
+  } catch (e) {
+    await fs.promises.rm(tmp, { force: true });
+    throw e;
+  }
+}
