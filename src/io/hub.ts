@@ -331,7 +331,7 @@ class HubDownloader {
     if (start > 0) for await (const chunk of fs.createReadStream(partial)) hash.update(chunk as Buffer);
 
     if (meta.size === null || start < meta.size) {
-      let res = await this.get(meta.url, file, start > 0 ? { range: `bytes=${start}-` } : {});
+      const res = await this.get(meta.url, file, start > 0 ? { range: `bytes=${start}-` } : {});
       if (res.status === 416) {
         // Our partial file does not fit the remote one: start over.
         await res.body?.cancel();
@@ -341,7 +341,7 @@ class HubDownloader {
       }
       if (!res.ok) throw this.statusError(res, file);
       if (start > 0 && res.status !== 206) {
-        start = 0; // the server ignored Range: take the whole body
+        // The server ignored Range: take the whole body from the start.
         hash.destroy();
         return this.writeBody(res, partial, 0, crypto.createHash('sha256'), meta, label, blobs);
       }

@@ -24,6 +24,7 @@ interface HubState {
   mode: 'ok' | '401' | '403' | '404';
   corrupt: boolean; // CDN flips a byte (same length) → sha mismatch
   cutAfter: number | null; // CDN drops the connection after this many bytes, once
+  ignoreRange: boolean; // CDN answers 200 with the whole file to Range requests
   requests: Req[];
 }
 
@@ -83,7 +84,7 @@ function cdnHandler(req: http.IncomingMessage, res: http.ServerResponse): void {
     body[body.length - 5] ^= 0xff;
   }
   let start = 0;
-  const r = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+  const r = state.ignoreRange ? null : /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
   if (r) start = Number(r[1]);
   if (start >= body.length) return void res.writeHead(416).end();
   const part = body.subarray(start);
@@ -132,7 +133,7 @@ beforeEach(() => {
   process.env.HF_HUB_CACHE = cache;
   process.env.HF_ENDPOINT = hubUrl;
   const { 'tokenizer.json': _t, ...rest } = Object.fromEntries(ckptFiles);
-  state = { files: new Map(Object.entries(rest)), mode: 'ok', corrupt: false, cutAfter: null, requests: [] };
+  state = { files: new Map(Object.entries(rest)), mode: 'ok', corrupt: false, cutAfter: null, ignoreRange: false, requests: [] };
 });
 afterEach(() => {
   process.env = { ...savedEnv };
@@ -221,6 +222,26 @@ describe('Hub download into the HF cache', () => {
     expect(get.map((r) => r.range)).toEqual(['bytes=1000-']);
     expect(fs.readFileSync(path.join(dir, 'model.safetensors')).equals(st)).toBe(true);
     expect(output).toContain('resuming at 1000 bytes');
+  });
+
+  it('a server that ignores Range gets the whole file again; a bad partial file is caught by the sha check', async () => {
+    const st = ckptFiles.get('model.safetensors')!;
+    const blobs = path.join(cache, 'models--acme--tiny-gemma', 'blobs');
+    const partial = path.join(blobs, `${sha256(st)}.incomplete`);
+    fs.mkdirSync(blobs, { recursive: true });
+    fs.writeFileSync(partial, Buffer.alloc(1000, 7)); // wrong bytes
+    state.ignoreRange = true;
+    let dir = await resolveModelDir(REPO, { progress: false });
+    expect(fs.readFileSync(path.join(dir, 'model.safetensors')).equals(st)).toBe(true);
+    // now with Range honoured: the wrong prefix is kept, so the sha256 check must reject the result
+    fs.rmSync(path.join(cache, 'models--acme--tiny-gemma'), { recursive: true });
+    fs.mkdirSync(blobs, { recursive: true });
+    fs.writeFileSync(partial, Buffer.alloc(1000, 7));
+    state.ignoreRange = false;
+    expect(await userError(resolveModelDir(REPO, { progress: false }))).toContain('corrupt');
+    expect(fs.existsSync(partial)).toBe(false);
+    dir = await resolveModelDir(REPO, { progress: false }); // and the next run starts clean
+    expect(fs.readFileSync(path.join(dir, 'model.safetensors')).equals(st)).toBe(true);
   });
 
   it('an interrupted download says so, keeps the partial file, and the next run resumes it', async () => {
