@@ -116,6 +116,7 @@ function toIssues(err: z.ZodError, root: unknown, lineKeys: string[], at: { file
  */
 function conversationIssues(
   msgs: ChatMessage[],
+  rawRoles: unknown[],
   pathOf: (i: number) => (string | number)[],
   firstTrained: number,
   noAssistantPath: string,
@@ -135,7 +136,7 @@ function conversationIssues(
       out.push({
         ...at,
         path: formatPath([...pathOf(i), 'role']),
-        message: `expected "${want}" (roles must alternate user/assistant, starting with user), got "${r}"`,
+        message: `expected "${want}" (roles must alternate user/assistant, starting with user), got ${JSON.stringify(rawRoles[i])}`,
       });
       broken = true; // later positions would all be off by one: report the first break only
     }
@@ -145,6 +146,11 @@ function conversationIssues(
     out.push({ ...at, path: noAssistantPath, message: 'no "assistant" message (nothing to train on)' });
   }
   return out;
+}
+
+/** The roles as written in the file (`model` stays `model`), for messages. */
+function rolesOf(list: unknown): unknown[] {
+  return Array.isArray(list) ? list.map((m) => (isPlainObject(m) ? m.role : undefined)) : [];
 }
 
 export interface ParseResult {
@@ -166,7 +172,7 @@ export function parseExample(value: unknown, format: ExampleFormat, file: string
     const r = schemas.messages.safeParse(value);
     if (!r.success) return { issues: toIssues(r.error, value, lineKeys, at) };
     const msgs = r.data.messages as ChatMessage[];
-    const issues = conversationIssues(msgs, (i) => ['messages', i], 0, 'messages', at);
+    const issues = conversationIssues(msgs, rolesOf(value.messages), (i) => ['messages', i], 0, 'messages', at);
     return issues.length ? { issues } : { example: { file, line, messages: msgs }, issues };
   }
   const conversational = Array.isArray(value.prompt) || (value.prompt === undefined && Array.isArray(value.completion));
@@ -183,7 +189,8 @@ export function parseExample(value: unknown, format: ExampleFormat, file: string
   if (!r.success) return { issues: toIssues(r.error, value, lineKeys, at) };
   const p = r.data.prompt as ChatMessage[];
   const msgs = [...p, ...(r.data.completion as ChatMessage[])];
-  const issues = conversationIssues(msgs, (i) => (i < p.length ? ['prompt', i] : ['completion', i - p.length]), p.length, 'completion', at);
+  const raw = [...rolesOf(value.prompt), ...rolesOf(value.completion)];
+  const issues = conversationIssues(msgs, raw, (i) => (i < p.length ? ['prompt', i] : ['completion', i - p.length]), p.length, 'completion', at);
   return issues.length ? { issues } : { example: { file, line, messages: msgs, promptMessages: p.length }, issues };
 }
 
@@ -206,7 +213,7 @@ export function parseJsonLine(text: string, file: string, line: number): { value
     let m: RegExpExecArray | null;
     if (/^Unexpected end of JSON input/.test(msg)) reason = 'unexpected end of line';
     else if ((m = /^Unexpected token '(.+?)', [\s\S]* is not valid JSON$/.exec(msg))) reason = `unexpected token '${m[1]}'`;
-    else if ((m = /^([\s\S]*?) in JSON at position (\d+)/.exec(msg))) reason = `${lcFirst(m[1])} at column ${Number(m[2]) + 1}`;
+    else if ((m = /^([\s\S]*?) (?:in JSON )?at position (\d+)/.exec(msg))) reason = `${lcFirst(m[1])} at column ${Number(m[2]) + 1}`;
     else reason = lcFirst(msg);
     return { issue: { file, line, message: `invalid JSON: ${reason}` } };
   }
