@@ -13,3 +13,7 @@ export { initBackend } from './model/backend.ts';
 export type { BackendName } from './model/backend.ts';
 export { loadRecipe, loadRecipeWithSource, parseRecipe, resolvedRecipeYaml, RecipeSchema, RecipeError } from './recipe/recipe.ts';
 export type { Recipe, RecipeProblem, RecipeSource } from './recipe/recipe.ts';
+export { loadCheckpoint, saveCheckpoint } from './io/checkpoint.ts';
+export { resolveModelDir } from './io/hub.ts';
+export { readSafetensors, writeSafetensors } from './io/safetensors.ts';
+export type { TensorMap, HostTensor } from './io/tensors.ts';
