@@ -69,7 +69,7 @@ export function encodeExample(ex: ParsedExample, tok: GemmaTokenizer, trainOn: T
   const spans: SupervisedSpan[] = [];
   for (const i of trainedMessages(ex, trainOn)) {
     const before = render(tok, msgs.slice(0, i), true);
-    const through = render(tok, msgs.slice(0, i + 1), false);
+    const through = i === msgs.length - 1 ? ids : render(tok, msgs.slice(0, i + 1), false);
     if (!isPrefix(before, through) || !isPrefix(through, ids)) {
       throw new MaskError('the chat template tokenizes this conversation differently from its prefixes; cannot tell which tokens are the answer', i);
     }
