@@ -129,6 +129,7 @@ export async function runValidate(files: string[], opts: ValidateOptions, io: Va
         const sup = ex.labels.filter((l) => l !== -100).length;
         io.stdout(`\n--- ${ex.file}:${ex.line} (${ex.inputIds.length} tokens, ${sup} supervised${ex.truncated ? ', truncated' : ''}) ---\n`);
         io.stdout(`${renderHighlighted(ex, getTok(), io.color ? 'color' : 'brackets').replace(/\n$/, '')}\n`);
+        if (ex.truncated) io.stdout(`… (cut here: max_length ${maxLength})\n`);
       }
     }
   });

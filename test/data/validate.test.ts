@@ -67,6 +67,14 @@ describe('validate', () => {
     expect(r.stdout).toContain(`  warnings:\n    ${fixture('bom-crlf-valid.jsonl')}:3: dropped: 37 tokens, more than max_length 20\n`);
   });
 
+  it('--show marks where a truncated example was cut', async () => {
+    const f = fixture('bom-crlf-valid.jsonl');
+    const r = await validate([f], { show: 1, maxLength: 14 });
+    expect(r.stdout).toContain(
+      `--- ${f}:1 (14 tokens, 3 supervised, truncated) ---\n<bos><start_of_turn>user\nHello!<end_of_turn>\n<start_of_turn>model\n[[Hi there.]]\n… (cut here: max_length 14)\n`,
+    );
+  });
+
   it('--json: machine-readable result for valid and invalid files', async () => {
     const good = fixture('bom-crlf-valid.jsonl');
     const bad = fixture('no-assistant.jsonl');
