@@ -156,7 +156,25 @@ function rolesOf(list: unknown): unknown[] {
 export interface ParseResult {
   example?: ParsedExample;
   issues: DataIssue[];
+  /** Problems that do not make the line invalid (e.g. control tokens written in the text). */
+  warnings?: DataIssue[];
 }
+
+// Written in content, these strings become Gemma's control tokens (the tokenizer matches them as special tokens).
+const CONTROL_TOKEN = /<(?:start_of_turn|end_of_turn|bos|eos|pad)>/;
+
+/** A warning for each text field that contains a chat-template control token (tokenized as markup, not as text). */
+function controlTokenWarnings(fields: [string, string][], at: { file: string; line: number }): DataIssue[] {
+  const out: DataIssue[] = [];
+  for (const [p, text] of fields) {
+    const t = CONTROL_TOKEN.exec(text)?.[0];
+    if (t) out.push({ ...at, path: p, message: `contains "${t}", which is tokenized as a Gemma control token, not as text` });
+  }
+  return out;
+}
+
+const contentFields = (msgs: ChatMessage[], pathOf: (i: number) => (string | number)[]): [string, string][] =>
+  msgs.map((m, i) => [formatPath([...pathOf(i), 'content']), m.content]);
 
 /** Check one parsed JSON line against `format`; on success return the example (roles normalised, `model` → `assistant`). */
 export function parseExample(value: unknown, format: ExampleFormat, file: string, line: number): ParseResult {
@@ -166,14 +184,16 @@ export function parseExample(value: unknown, format: ExampleFormat, file: string
   if (format === 'text') {
     const r = schemas.text.safeParse(value);
     if (!r.success) return { issues: toIssues(r.error, value, lineKeys, at) };
-    return { example: { file, line, text: r.data.text }, issues: [] };
+    return { example: { file, line, text: r.data.text }, issues: [], warnings: controlTokenWarnings([['text', r.data.text]], at) };
   }
   if (format === 'messages') {
     const r = schemas.messages.safeParse(value);
     if (!r.success) return { issues: toIssues(r.error, value, lineKeys, at) };
     const msgs = r.data.messages as ChatMessage[];
-    const issues = conversationIssues(msgs, rolesOf(value.messages), (i) => ['messages', i], 0, 'messages', at);
-    return issues.length ? { issues } : { example: { file, line, messages: msgs }, issues };
+    const pathOf = (i: number) => ['messages', i];
+    const issues = conversationIssues(msgs, rolesOf(value.messages), pathOf, 0, 'messages', at);
+    if (issues.length) return { issues };
+    return { example: { file, line, messages: msgs }, issues, warnings: controlTokenWarnings(contentFields(msgs, pathOf), at) };
   }
   const conversational = Array.isArray(value.prompt) || (value.prompt === undefined && Array.isArray(value.completion));
   if (!conversational) {
@@ -183,15 +203,18 @@ export function parseExample(value: unknown, format: ExampleFormat, file: string
       { role: 'user', content: r.data.prompt },
       { role: 'assistant', content: r.data.completion },
     ];
-    return { example: { file, line, messages: msgs, promptMessages: 1 }, issues: [] };
+    const warnings = controlTokenWarnings([['prompt', r.data.prompt], ['completion', r.data.completion]], at);
+    return { example: { file, line, messages: msgs, promptMessages: 1 }, issues: [], warnings };
   }
   const r = schemas.promptCompletionLists.safeParse(value);
   if (!r.success) return { issues: toIssues(r.error, value, lineKeys, at) };
   const p = r.data.prompt as ChatMessage[];
   const msgs = [...p, ...(r.data.completion as ChatMessage[])];
   const raw = [...rolesOf(value.prompt), ...rolesOf(value.completion)];
-  const issues = conversationIssues(msgs, raw, (i) => (i < p.length ? ['prompt', i] : ['completion', i - p.length]), p.length, 'completion', at);
-  return issues.length ? { issues } : { example: { file, line, messages: msgs, promptMessages: p.length }, issues };
+  const pathOf = (i: number) => (i < p.length ? ['prompt', i] : ['completion', i - p.length]);
+  const issues = conversationIssues(msgs, raw, pathOf, p.length, 'completion', at);
+  if (issues.length) return { issues };
+  return { example: { file, line, messages: msgs, promptMessages: p.length }, issues, warnings: controlTokenWarnings(contentFields(msgs, pathOf), at) };
 }
 
 /** The issue for a line whose keys match no format while the file's format is still unknown. */

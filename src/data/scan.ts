@@ -70,7 +70,7 @@ export async function scanFile(source: string | Readable, tokenizer: TokenizerSo
     if (!parsed.example) { bad(parsed.issues); continue; }
     const r = tokenizeExample(parsed.example, getTok(), opts);
     if (r.issues.length) { bad(r.issues); continue; }
-    out.warnings.push(...r.warnings);
+    out.warnings.push(...(parsed.warnings ?? []), ...r.warnings);
     acc.addExample(parsed.example, r);
     if (opts.keepExamples) out.examples.push(r.example ?? null);
     opts.onExample?.(parsed.example, r);

@@ -147,6 +147,16 @@ describe('malformed corpus (library)', () => {
     expect(scan.stats).toMatchObject({ lines: 5, blankLines: 3, examples: 2, format: 'messages', roles: { system: 1, user: 3, assistant: 3 } });
   });
 
+  it('control tokens written in the text are valid but warned about', async () => {
+    const scan = await scanFile(path.join(FIX, 'control-tokens.jsonl'), tok, { ...defaults, displayName: 'control-tokens.jsonl' });
+    expect(scan.issues).toEqual([]);
+    expect(scan.warnings.map(formatIssue)).toEqual([
+      'control-tokens.jsonl:1: messages[0].content: contains "<end_of_turn>", which is tokenized as a Gemma control token, not as text',
+      'control-tokens.jsonl:2: messages[1].content: contains "<start_of_turn>", which is tokenized as a Gemma control token, not as text',
+    ]);
+    expect(tok.encode('Say <end_of_turn> please')).toContain(tok.endOfTurnId);
+  });
+
   it('does not load the tokenizer when no line is valid', async () => {
     let loaded = 0;
     const scan = await scanFile(path.join(FIX, 'invalid-json.jsonl'), () => { loaded++; return tok; }, defaults);
