@@ -1,7 +1,7 @@
 // `gemma-tune validate FILE...`: check every line of JSONL datasets and print token statistics.
 import path from 'node:path';
 import { Option, InvalidArgumentError, type Command } from 'commander';
-import { UserError } from '../errors.ts';
+import { UsageError, UserError } from '../errors.ts';
 import { loadTokenizer, type GemmaTokenizer } from '../data/tokenizer.ts';
 import { scanFile, type FileScan } from '../data/scan.ts';
 import { formatIssue, formatIssueList } from '../data/issues.ts';
@@ -84,9 +84,9 @@ export async function runValidate(files: string[], opts: ValidateOptions, io: Va
       if (recipe.data.validation) targets.push(shown(recipe.data.validation, source.written['data.validation']));
     }
   } else if (opts.set?.length) {
-    throw new UserError('--set needs --recipe');
+    throw new UsageError('--set needs --recipe');
   }
-  if (targets.length === 0) throw new UserError('no dataset given: pass JSONL files or --recipe');
+  if (targets.length === 0) throw new UsageError('no dataset given: pass JSONL files or --recipe');
   format = opts.format ?? format;
   maxLength = opts.maxLength ?? maxLength;
   trainOn = opts.trainOn ?? trainOn;
