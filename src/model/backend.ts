@@ -33,9 +33,30 @@ async function use(name: string): Promise<boolean> {
   }
 }
 
+/**
+ * Under a gradient tape tfjs keeps every tensor a kernel saves for backward via `clone()`, i.e. the Identity
+ * kernel. The wasm backend's Identity copies the data, so each weight used in a differentiable op was copied
+ * on every training step (1 GB per step for the 270M model, incl. the 671 MB tied embedding). tfjs tensors are
+ * immutable, so sharing the buffer with a reference count — what the cpu backend and wasm's own Reshape do —
+ * is safe. Idempotent.
+ */
+export function shareWasmIdentity(): void {
+  const k = tf.getKernel('Identity', 'wasm');
+  if (!k || (k as { shared?: boolean }).shared) return;
+  tf.unregisterKernel('Identity', 'wasm');
+  const kernelFunc = (({ inputs, backend }: { inputs: { x: tf.TensorInfo }; backend: { incRef(id: unknown): void } }) => {
+    const { x } = inputs;
+    if (x.dtype === 'string') throw new Error('Identity: string tensors are not used by gemma-tune');
+    backend.incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  }) as unknown as tf.KernelFunc;
+  tf.registerKernel({ kernelName: 'Identity', backendName: 'wasm', kernelFunc, shared: true } as tf.KernelConfig);
+}
+
 async function useWasm(): Promise<boolean> {
   try {
     await import('@tensorflow/tfjs-backend-wasm');
+    shareWasmIdentity();
     return await use('wasm');
   } catch {
     return false;

@@ -3,11 +3,12 @@ import type { Gemma3Config } from './config.ts';
 import { weightShapes } from './weights.ts';
 import type { TensorMap } from '../io/tensors.ts';
 import { UserError } from '../errors.ts';
-import { applyRope, attentionMask, embeddingLookup, geluTanh, rmsNorm, ropeTables, softcap } from './ops.ts';
+import { applyRope, attentionMask, embeddingLookup, geluTanh, matMulFast, rmsNorm, ropeTables, softcap } from './ops.ts';
 
 /**
  * Gemma 3 text decoder (Gemma3ForCausalLM) in TensorFlow.js, fp32, following HF `modeling_gemma3.py`
- * (spec §2). Parameters keep HF names and HF shapes; linears are [out, in], so y = x·Wᵀ.
+ * (spec §2). Parameters keep HF names and HF shapes; linears are [out, in], so y = x·Wᵀ (via matMulFast,
+ * which avoids wasm's slow transposed/batched matmul kernels).
  */
 
 /** Replaces a weight before use (QAT fake-quantization); identity by default. */
@@ -127,7 +128,7 @@ export class Gemma3Model {
   logitsFromHidden(h: tf.Tensor2D, opts: { weightFn?: WeightFn } = {}): tf.Tensor2D {
     return tf.tidy(() => {
       const table = opts.weightFn ? opts.weightFn(EMBED_NAME, this.p(EMBED_NAME)) : this.p(EMBED_NAME);
-      let logits = tf.matMul(h, table, false, true) as tf.Tensor2D;
+      let logits = matMulFast(h, table, false, true);
       if (this.config.finalLogitSoftcapping != null) logits = softcap(logits, this.config.finalLogitSoftcapping);
       return logits;
     });
@@ -146,7 +147,7 @@ export class Gemma3Model {
   }
 
   private linear(x: tf.Tensor2D, name: string, wf: WeightFn): tf.Tensor2D {
-    return tf.matMul(x, wf(name, this.p(name)), false, true) as tf.Tensor2D;
+    return matMulFast(x, wf(name, this.p(name)), false, true);
   }
 
   private norm<T extends tf.Tensor>(x: T, name: string): T {
@@ -180,10 +181,10 @@ export class Gemma3Model {
     if (cache) [k, v] = cache.append(i, k, v);
     const S = k.shape[2];
     const qg = tf.reshape(tf.mul(q, Math.pow(c.queryPreAttnScalar, -0.5)), [B * Hkv, G * T, d]);
-    let scores = tf.matMul(qg, tf.reshape(k, [B * Hkv, S, d]), false, true); // [B·Hkv, G·T, S]
+    let scores = matMulFast(qg, tf.reshape(k, [B * Hkv, S, d]), false, true); // [B·Hkv, G·T, S]
     if (c.attnLogitSoftcapping != null) scores = softcap(scores, c.attnLogitSoftcapping);
     const probs = tf.softmax(tf.add(tf.reshape(scores, [B * Hkv, G, T, S]), mask), -1);
-    const o = tf.matMul(tf.reshape(probs, [B * Hkv, G * T, S]), tf.reshape(v, [B * Hkv, S, d])); // [B·Hkv, G·T, d] = [B, H, T, d]
+    const o = matMulFast(tf.reshape(probs, [B * Hkv, G * T, S]), tf.reshape(v, [B * Hkv, S, d])); // [B·Hkv, G·T, d] = [B, H, T, d]
     const merged = tf.reshape(tf.transpose(tf.reshape(o, [B, H, T, d]), [0, 2, 1, 3]), [B * T, H * d]) as tf.Tensor2D;
     return this.linear(merged, p + 'o_proj.weight', wf);
   }

@@ -1,7 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 
+import { shareWasmIdentity } from '../../src/model/backend.ts';
+
 tf.enableProdMode();
+shareWasmIdentity(); // as initBackend does: the wasm Identity kernel shares buffers instead of copying
 
 /** Run `fn` with backend `name` active, then restore the previous backend. */
 export async function onBackend<T>(name: 'cpu' | 'wasm', fn: () => T | Promise<T>): Promise<T> {

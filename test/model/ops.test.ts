@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { onBackend, maxAbsDiff } from './helpers.ts';
-import { applyRope, attentionMask, embeddingLookup, gatherRows, geluTanh, rmsNorm, ropeInvFreq, ropeTables, MASKED } from '../../src/model/ops.ts';
+import { matMulFast, applyRope, attentionMask, embeddingLookup, gatherRows, geluTanh, rmsNorm, ropeInvFreq, ropeTables, MASKED } from '../../src/model/ops.ts';
 
 const BACKENDS = ['cpu', 'wasm'] as const;
 
@@ -162,4 +162,40 @@ describe('gradients of the other ops run on wasm and agree with cpu', () => {
     expect(maxAbsDiff(c[1], w[1])).toBeLessThan(1e-4);
     expect(Math.max(...Array.from(c[1]).map(Math.abs))).toBeGreaterThan(0.01);
   });
+});
+
+describe('matMulFast', () => {
+  const cases: [string, number[], number[], boolean, boolean][] = [
+    ['plain', [3, 4], [4, 5], false, false],
+    ['transB (linear)', [3, 4], [5, 4], false, true],
+    ['transB with a large b (tied head path)', [2, 4], [50, 4], false, true],
+    ['transA', [4, 3], [4, 5], true, false],
+    ['both', [4, 3], [5, 4], true, true],
+    ['batched transB', [2, 3, 4], [2, 5, 4], false, true],
+    ['batched plain', [2, 3, 4], [2, 4, 5], false, false],
+  ];
+  for (const be of BACKENDS) {
+    for (const [label, sa, sb, ta, tb] of cases) {
+      it(`${label}: value and gradients equal tf.matMul (${be})`, async () => {
+        const fill = (shape: number[], k: number) => tf.tensor(Array.from({ length: shape.reduce((x, y) => x * y) }, (_, i) => Math.sin(i * k + 0.3)), shape);
+        const ref = await onBackend('cpu', () => tf.tidy(() => {
+          const a = fill(sa, 0.7), b = fill(sb, 1.1);
+          const w = tf.matMul(a, b, ta, tb);
+          const proj = fill(w.shape, 0.37);
+          const [ga, gb] = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(tf.matMul(x, y, ta, tb), proj)))([a, b]);
+          return [w.dataSync(), ga.dataSync(), gb.dataSync()];
+        }));
+        await onBackend(be, () => tf.tidy(() => {
+          const a = fill(sa, 0.7), b = fill(sb, 1.1);
+          const w = matMulFast(a, b, ta, tb);
+          const proj = fill(w.shape, 0.37);
+          const [ga, gb] = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(matMulFast(x, y, ta, tb), proj)))([a, b]);
+          expect(maxAbsDiff(w.dataSync(), ref[0])).toBeLessThan(1e-5);
+          expect(ga.shape).toEqual(sa); expect(gb.shape).toEqual(sb);
+          expect(maxAbsDiff(ga.dataSync(), ref[1])).toBeLessThan(1e-5);
+          expect(maxAbsDiff(gb.dataSync(), ref[2])).toBeLessThan(1e-5);
+        }));
+      });
+    }
+  }
 });
