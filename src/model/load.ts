@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import type { Gemma3Config } from './config.ts';
 import { presetConfig } from './config.ts';
@@ -8,6 +7,7 @@ import { initBackend, type BackendName } from './backend.ts';
 import { generateIds, TextStreamer, type GenerateOptions } from './generate.ts';
 import { loadTokenizer, type ChatMessage, type GemmaTokenizer } from '../data/tokenizer.ts';
 import { loadCheckpoint } from '../io/checkpoint.ts';
+import { resolveModelDir } from '../io/hub.ts';
 import type { TensorMap } from '../io/tensors.ts';
 import { UserError } from '../errors.ts';
 
@@ -45,20 +45,6 @@ export interface LoadedModel {
   dispose(): void;
 }
 
-/** Model directory for a spec that is not a preset: local HF dir, run dir, HF cache or Hub (src/io/hub.ts). */
-async function resolveDir(spec: string): Promise<string> {
-  const hub = './../io/hub.ts';
-  let mod: { resolveModelDir?: (s: string) => Promise<string> } | null = null;
-  try {
-    mod = await import(/* @vite-ignore */ hub);
-  } catch {
-    mod = null; // hub resolution not available: only local directories
-  }
-  if (mod?.resolveModelDir) return mod.resolveModelDir(spec);
-  if (fs.statSync(spec, { throwIfNoEntry: false })?.isDirectory()) return spec;
-  throw new UserError(`model "${spec}" not found (expected a checkpoint directory or preset:NAME)`);
-}
-
 /** Rendered chat prompt text (starts with `<bos>`), as fed to the model; shared with the GGUF path of the CLI. */
 export function renderPrompt(tokenizer: GemmaTokenizer, prompt: string, system?: string): string {
   const messages: ChatMessage[] = [];
@@ -81,7 +67,7 @@ export async function loadModel(spec: string, opts: LoadModelOptions = {}): Prom
     weights = randomWeights(config, 0);
     tokenizer = loadTokenizer();
   } else {
-    dir = await resolveDir(spec);
+    dir = await resolveModelDir(spec);
     const ck = await loadCheckpoint(dir);
     config = ck.config; weights = ck.weights; generationConfig = ck.generationConfig;
     tokenizer = loadTokenizer(ck.tokenizerDir);
