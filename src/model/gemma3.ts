@@ -3,7 +3,7 @@ import type { Gemma3Config } from './config.ts';
 import { weightShapes } from './weights.ts';
 import type { TensorMap } from '../io/tensors.ts';
 import { UserError } from '../errors.ts';
-import { applyRope, attentionMask, embeddingLookup, geluTanh, matMulFast, rmsNorm, ropeTables, softcap } from './ops.ts';
+import { applyRope, attentionMask, embeddingLookup, geluTanh, matMulConstRight, matMulFast, rmsNorm, ropeTables, softcap } from './ops.ts';
 
 /**
  * Gemma 3 text decoder (Gemma3ForCausalLM) in TensorFlow.js, fp32, following HF `modeling_gemma3.py`
@@ -124,11 +124,14 @@ export class Gemma3Model {
     return out;
   }
 
-  /** Logits [N, V] from final hidden states [N, D]: tied embedding head, final soft-cap when configured. */
-  logitsFromHidden(h: tf.Tensor2D, opts: { weightFn?: WeightFn } = {}): tf.Tensor2D {
+  /**
+   * Logits [N, V] from final hidden states [N, D]: tied embedding head, final soft-cap when configured.
+   * `frozenEmbedding`: treat the table as a constant in backprop (no dense [V, D] gradient is built).
+   */
+  logitsFromHidden(h: tf.Tensor2D, opts: { weightFn?: WeightFn; frozenEmbedding?: boolean } = {}): tf.Tensor2D {
     return tf.tidy(() => {
       const table = opts.weightFn ? opts.weightFn(EMBED_NAME, this.p(EMBED_NAME)) : this.p(EMBED_NAME);
-      let logits = matMulFast(h, table, false, true);
+      let logits = opts.frozenEmbedding ? matMulConstRight(h, table as tf.Tensor2D, true) : matMulFast(h, table, false, true);
       if (this.config.finalLogitSoftcapping != null) logits = softcap(logits, this.config.finalLogitSoftcapping);
       return logits;
     });

@@ -36,19 +36,56 @@ export function embeddingLookup(table: tf.Tensor2D, ids: tf.Tensor2D, opts: { ze
   return tf.reshape(rows, [B, T, table.shape[1]]);
 }
 
-/** Gemma RMSNorm over the last axis: x · rsqrt(mean(x²) + eps) · (1 + w), in fp32. */
+/**
+ * Gemma RMSNorm over the last axis: x · rsqrt(mean(x²) + eps) · (1 + w), in fp32. The hand-written backward
+ * keeps only x and w for the gradient (autodiff would keep ~6 activation-sized intermediates per norm, and
+ * each block has 6 norms).
+ */
 export function rmsNorm<T extends tf.Tensor>(x: T, w: tf.Tensor1D, eps: number): T {
-  const ms = tf.mean(tf.square(x), -1, true);
-  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, eps))), tf.add(w, 1)) as T;
+  const f = tf.customGrad(((xi: tf.Tensor, wi: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([xi, wi]);
+    const r = tf.rsqrt(tf.add(tf.mean(tf.square(xi), -1, true), eps));
+    return {
+      value: tf.mul(tf.mul(xi, r), tf.add(wi, 1)),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [sx, sw] = saved;
+        const D = sx.shape[sx.rank - 1];
+        const rr = tf.rsqrt(tf.add(tf.mean(tf.square(sx), -1, true), eps));
+        const n = tf.mul(sx, rr);
+        const g = tf.mul(dy, tf.add(sw, 1));
+        // d/dx of x·r: r·(g − n·mean(g·n))
+        const dx = tf.mul(rr, tf.sub(g, tf.mul(n, tf.mean(tf.mul(g, n), -1, true))));
+        const dw = tf.sum(tf.reshape(tf.mul(dy, n), [-1, D]), 0);
+        return [dx, dw];
+      },
+    };
+  }) as never);
+  return f(x, w) as T;
 }
 
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 
-/** GELU, tanh approximation (torch `gelu(approximate="tanh")`): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
+/**
+ * GELU, tanh approximation (torch `gelu(approximate="tanh")`): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+ * Hand-written backward that keeps only x (autodiff would keep five [tokens, intermediate] tensors).
+ */
 export function geluTanh<T extends tf.Tensor>(x: T): T {
-  const x3 = tf.mul(tf.mul(x, x), x);
-  const inner = tf.mul(tf.add(x, tf.mul(x3, 0.044715)), SQRT_2_OVER_PI);
-  return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1)) as T;
+  const inner = (v: tf.Tensor) => tf.mul(tf.add(v, tf.mul(tf.mul(tf.mul(v, v), v), 0.044715)), SQRT_2_OVER_PI);
+  const f = tf.customGrad(((xi: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([xi]);
+    return {
+      value: tf.mul(tf.mul(xi, 0.5), tf.add(tf.tanh(inner(xi)), 1)),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [sx] = saved;
+        const t = tf.tanh(inner(sx));
+        // d/dx = 0.5·(1 + t) + 0.5·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²)
+        const du = tf.mul(tf.add(tf.mul(tf.square(sx), 3 * 0.044715), 1), SQRT_2_OVER_PI);
+        const d = tf.add(tf.mul(tf.add(t, 1), 0.5), tf.mul(tf.mul(tf.mul(sx, 0.5), tf.sub(1, tf.square(t))), du));
+        return [tf.mul(dy, d)];
+      },
+    };
+  }) as never);
+  return f(x) as T;
 }
 
 /** RoPE inverse frequencies 1 / base^(2i/d), i = 0..d/2-1 (computed in float64). */
@@ -164,4 +201,19 @@ export function matMulFast<T extends tf.Tensor>(a: T, b: tf.Tensor, transA = fal
     };
   }) as never);
   return f(a, b) as T;
+}
+
+/**
+ * a·op(b) where b is a constant for differentiation: only a gets a gradient. Use it for the tied LM head when the
+ * embedding is frozen, so the backward pass does not build the dense [vocab, hidden] gradient (671 MB for 270M).
+ */
+export function matMulConstRight<T extends tf.Tensor>(a: T, b: tf.Tensor2D, transB = false): T {
+  const f = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([x]);
+    const value = transB && x.rank === 2 && b.size > x.size + x.shape[0] * b.shape[0]
+      ? swapLast(tf.matMul(b, swapLast(x)))
+      : mm(x, transB ? swapLast(b) : b);
+    return { value, gradFunc: (dy: tf.Tensor) => [mm(dy, transB ? b : swapLast(b))] };
+  }) as never);
+  return f(a) as T;
 }

@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { onBackend, maxAbsDiff } from './helpers.ts';
-import { matMulFast, applyRope, attentionMask, embeddingLookup, gatherRows, geluTanh, rmsNorm, ropeInvFreq, ropeTables, MASKED } from '../../src/model/ops.ts';
+import { matMulConstRight, matMulFast, applyRope, attentionMask, embeddingLookup, gatherRows, geluTanh, rmsNorm, ropeInvFreq, ropeTables, MASKED } from '../../src/model/ops.ts';
 
 const BACKENDS = ['cpu', 'wasm'] as const;
 
@@ -197,5 +197,47 @@ describe('matMulFast', () => {
         }));
       });
     }
+  }
+});
+
+describe('hand-written backward of rmsNorm and geluTanh equals autodiff of the plain formulas', () => {
+  const plainRms = (x: tf.Tensor, w: tf.Tensor) => tf.mul(tf.div(x, tf.sqrt(tf.add(tf.mean(tf.mul(x, x), -1, true), 1e-6))), tf.add(w, 1));
+  const plainGelu = (x: tf.Tensor) => tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), Math.sqrt(2 / Math.PI))), 1));
+  for (const be of BACKENDS) {
+    it(`rank-3 input, value and gradients (${be})`, async () => {
+      const run = (rms: typeof plainRms, gelu: typeof plainGelu) => tf.tidy(() => {
+        const x = tf.tensor3d(Array.from({ length: 2 * 3 * 8 }, (_, i) => 2 * Math.sin(i * 0.9)), [2, 3, 8]);
+        const w = tf.tensor1d(Array.from({ length: 8 }, (_, i) => 0.2 * i - 0.5));
+        const proj = tf.tensor3d(Array.from({ length: 48 }, (_, i) => Math.cos(i)), [2, 3, 8]);
+        const f = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(gelu(rms(a, b)), proj));
+        const [gx, gw] = tf.grads(f)([x, w]);
+        return [f(x, w).dataSync(), gx.dataSync(), gw.dataSync()];
+      });
+      const want = await onBackend('cpu', () => run(plainRms, plainGelu));
+      const got = await onBackend(be, () => run((a, b) => rmsNorm(a, b as tf.Tensor1D, 1e-6), geluTanh));
+      for (let i = 0; i < 3; i++) expect(maxAbsDiff(got[i], want[i])).toBeLessThan(1e-4);
+      expect(Math.max(...Array.from(want[2]).map(Math.abs))).toBeGreaterThan(0.1);
+    });
+  }
+});
+
+describe('matMulConstRight', () => {
+  for (const be of BACKENDS) {
+    it(`value and gradient w.r.t. a equal tf.matMul; b gets none (${be})`, async () => {
+      const fill = (shape: number[], k: number) => tf.tensor(Array.from({ length: shape.reduce((x, y) => x * y) }, (_, i) => Math.sin(i * k + 0.3)), shape);
+      const ref = await onBackend('cpu', () => tf.tidy(() => {
+        const a = fill([3, 4], 0.7), b = fill([40, 4], 1.1) as tf.Tensor2D, proj = fill([3, 40], 0.37);
+        const g = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(tf.matMul(x, b, false, true), proj)))(a);
+        return [tf.matMul(a, b, false, true).dataSync(), g.dataSync()];
+      }));
+      await onBackend(be, () => tf.tidy(() => {
+        const a = fill([3, 4], 0.7), b = fill([40, 4], 1.1) as tf.Tensor2D, proj = fill([3, 40], 0.37);
+        const g = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(matMulConstRight(x, b, true), proj)))(a);
+        expect(maxAbsDiff(matMulConstRight(a, b, true).dataSync(), ref[0])).toBeLessThan(1e-5);
+        expect(maxAbsDiff(g.dataSync(), ref[1])).toBeLessThan(1e-5);
+        const small = fill([4, 5], 0.2) as tf.Tensor2D;
+        expect(maxAbsDiff(matMulConstRight(a, small).dataSync(), tf.matMul(a, small).dataSync())).toBeLessThan(1e-5);
+      }));
+    });
   }
 });
