@@ -17,14 +17,14 @@ export function gatherRows(x: tf.Tensor2D, idx: tf.Tensor1D, opts: { zeroGradRow
   const shape = x.shape;
   const f = tf.customGrad(((table: tf.Tensor) => ({
     value: tf.gather(table, idx, 0),
-    gradFunc: (dy: tf.Tensor) => {
+    gradFunc: (dy: tf.Tensor) => tf.tidy(() => {
       let upd = dy;
       if (opts.zeroGradRow !== undefined) {
         const keep = tf.cast(tf.notEqual(idx, tf.scalar(opts.zeroGradRow, 'int32')), 'float32');
         upd = tf.mul(dy, tf.expandDims(keep, 1));
       }
       return tf.scatterND(tf.expandDims(idx, 1), upd, shape);
-    },
+    }),
   })) as never);
   return f(x) as tf.Tensor2D;
 }
@@ -47,7 +47,7 @@ export function rmsNorm<T extends tf.Tensor>(x: T, w: tf.Tensor1D, eps: number):
     const r = tf.rsqrt(tf.add(tf.mean(tf.square(xi), -1, true), eps));
     return {
       value: tf.mul(tf.mul(xi, r), tf.add(wi, 1)),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
         const [sx, sw] = saved;
         const D = sx.shape[sx.rank - 1];
         const rr = tf.rsqrt(tf.add(tf.mean(tf.square(sx), -1, true), eps));
@@ -57,7 +57,7 @@ export function rmsNorm<T extends tf.Tensor>(x: T, w: tf.Tensor1D, eps: number):
         const dx = tf.mul(rr, tf.sub(g, tf.mul(n, tf.mean(tf.mul(g, n), -1, true))));
         const dw = tf.sum(tf.reshape(tf.mul(dy, n), [-1, D]), 0);
         return [dx, dw];
-      },
+      }),
     };
   }) as never);
   return f(x, w) as T;
@@ -75,14 +75,14 @@ export function geluTanh<T extends tf.Tensor>(x: T): T {
     save([xi]);
     return {
       value: tf.mul(tf.mul(xi, 0.5), tf.add(tf.tanh(inner(xi)), 1)),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
         const [sx] = saved;
         const t = tf.tanh(inner(sx));
         // d/dx = 0.5·(1 + t) + 0.5·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²)
         const du = tf.mul(tf.add(tf.mul(tf.square(sx), 3 * 0.044715), 1), SQRT_2_OVER_PI);
         const d = tf.add(tf.mul(tf.add(t, 1), 0.5), tf.mul(tf.mul(tf.mul(sx, 0.5), tf.sub(1, tf.square(t))), du));
         return [tf.mul(dy, d)];
-      },
+      }),
     };
   }) as never);
   return f(x) as T;
@@ -162,6 +162,31 @@ function swapLast(x: tf.Tensor): tf.Tensor {
   return tf.transpose(x, perm);
 }
 
+/**
+ * a·b for a long-lived right operand (a Variable). The wasm backend hands b to XNNPACK, which keeps a packed copy
+ * of every right operand for as long as that tensor lives — for a Variable, forever (another 1 GB for the 270M
+ * model once every weight has been a right operand in some backward pass). So b is fed through short-lived
+ * copies: whole when small, else in row chunks (the tied embedding), summing the partial products.
+ */
+export function mmLongLivedB(a: tf.Tensor2D, b: tf.Tensor2D, longLived: boolean, chunkElems = 8 * 1024 * 1024): tf.Tensor2D {
+  if (!longLived) return tf.matMul(a, b);
+  const [K, N] = b.shape;
+  const rows = Math.max(1, Math.floor(chunkElems / N));
+  if (K <= rows) return tf.matMul(a, tf.mul(b, 1) as tf.Tensor2D);
+  let acc: tf.Tensor2D | null = null;
+  for (let r = 0; r < K; r += rows) {
+    const n = Math.min(rows, K - r);
+    const prev: tf.Tensor2D | null = acc;
+    // tidy per chunk: the slice copies (and XNNPACK's packed copy of each) are freed before the next one
+    acc = tf.tidy(() => {
+      const part = tf.matMul(tf.slice(a, [0, r], [a.shape[0], n]), tf.slice(b, [r, 0], [n, N])) as tf.Tensor2D;
+      return prev ? (tf.add(prev, part) as tf.Tensor2D) : part;
+    });
+    prev?.dispose();
+  }
+  return acc!;
+}
+
 /** Untransposed matmul; rank-3 inputs are multiplied slice by slice (see matMulFast). */
 function mm(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
   if (a.rank === 2) return tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D);
@@ -178,6 +203,7 @@ function mm(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
  * pass, so this wins whenever the matmul does real work (on cpu it is neutral).
  */
 export function matMulFast<T extends tf.Tensor>(a: T, b: tf.Tensor, transA = false, transB = false): T {
+  const yLongLived = b instanceof tf.Variable; // (the saved copy below is a plain Tensor sharing its buffer)
   const f = tf.customGrad(((x: tf.Tensor, y: tf.Tensor, save: tf.GradSaveFunc) => {
     save([x, y]);
     const A = transA ? swapLast(x) : x;
@@ -190,14 +216,15 @@ export function matMulFast<T extends tf.Tensor>(a: T, b: tf.Tensor, transA = fal
     }
     return {
       value,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
         const [sx, sy] = saved;
         // d(op(a)) = dy·op(b)ᵀ, d(op(b)) = op(a)ᵀ·dy; transposed operands get the transposed products.
         // Each branch transposes only small operands (never the tied embedding in the head's backward).
-        const ga = transA ? mm(transB ? swapLast(sy) : sy, swapLast(dy)) : mm(dy, transB ? sy : swapLast(sy));
+        const ga = transA ? mm(transB ? swapLast(sy) : sy, swapLast(dy))
+          : transB && dy.rank === 2 ? mmLongLivedB(dy as tf.Tensor2D, sy as tf.Tensor2D, yLongLived) : mm(dy, transB ? sy : swapLast(sy));
         const gb = transB ? mm(swapLast(dy), transA ? swapLast(sx) : sx) : mm(transA ? sx : swapLast(sx), dy);
         return [ga, gb];
-      },
+      }),
     };
   }) as never);
   return f(a, b) as T;
@@ -213,7 +240,7 @@ export function matMulConstRight<T extends tf.Tensor>(a: T, b: tf.Tensor2D, tran
     const value = transB && x.rank === 2 && b.size > x.size + x.shape[0] * b.shape[0]
       ? swapLast(tf.matMul(b, swapLast(x)))
       : mm(x, transB ? swapLast(b) : b);
-    return { value, gradFunc: (dy: tf.Tensor) => [mm(dy, transB ? b : swapLast(b))] };
+    return { value, gradFunc: (dy: tf.Tensor) => tf.tidy(() => [transB && dy.rank === 2 ? mmLongLivedB(dy as tf.Tensor2D, b, b instanceof tf.Variable) : mm(dy, transB ? b : swapLast(b))]) };
   }) as never);
   return f(a) as T;
 }

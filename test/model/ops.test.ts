@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { onBackend, maxAbsDiff } from './helpers.ts';
-import { matMulConstRight, matMulFast, applyRope, attentionMask, embeddingLookup, gatherRows, geluTanh, rmsNorm, ropeInvFreq, ropeTables, MASKED } from '../../src/model/ops.ts';
+import { matMulConstRight, matMulFast, mmLongLivedB, applyRope, attentionMask, embeddingLookup, gatherRows, geluTanh, rmsNorm, ropeInvFreq, ropeTables, MASKED } from '../../src/model/ops.ts';
 
 const BACKENDS = ['cpu', 'wasm'] as const;
 
@@ -240,4 +240,22 @@ describe('matMulConstRight', () => {
       }));
     });
   }
+});
+
+describe('mmLongLivedB (right operand fed through short-lived copies)', () => {
+  for (const be of BACKENDS) {
+    it(`whole and row-chunked products equal tf.matMul (${be})`, async () => {
+      await onBackend(be, () => tf.tidy(() => {
+        const a = tf.tensor2d(Array.from({ length: 3 * 50 }, (_, i) => Math.sin(i)), [3, 50]);
+        const bT = tf.tensor2d(Array.from({ length: 50 * 4 }, (_, i) => Math.cos(i * 0.3)), [50, 4]);
+        const b = tf.variable(bT);
+        const want = tf.matMul(a, bT).dataSync();
+        expect(maxAbsDiff(mmLongLivedB(a, b, true).dataSync(), want)).toBeLessThan(1e-5);
+        expect(maxAbsDiff(mmLongLivedB(a, b, true, 4 * 7).dataSync(), want)).toBeLessThan(1e-5); // 8 chunks, the last partial
+        expect(maxAbsDiff(mmLongLivedB(a, b, false).dataSync(), want)).toBeLessThan(1e-5);
+        b.dispose();
+      }));
+    });
+  }
+
 });
