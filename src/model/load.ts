@@ -11,6 +11,8 @@ import { resolveModelDir } from '../io/hub.ts';
 import type { TensorMap } from '../io/tensors.ts';
 import { UserError } from '../errors.ts';
 
+const LOGIT_ROWS = 64;
+
 export interface LoadModelOptions {
   /** tfjs backend; default 'auto' (tfjs-node-gpu → tfjs-node → wasm → cpu). */
   backend?: BackendName;
@@ -87,15 +89,23 @@ export function makeLoadedModel(m: Omit<LoadedModel, 'logits' | 'generate' | 'di
       for (const [i, id] of ids.entries()) {
         if (!Number.isInteger(id) || id < 0 || id >= config.vocabSize) throw new UserError(`logits: ids[${i}] = ${id} is not a token id in [0, ${config.vocabSize})`);
       }
-      const t = tf.tidy(() => {
-        const h = model.hidden(tf.tensor2d([ids], [1, ids.length], 'int32'));
-        return model.logitsFromHidden(tf.reshape(h, [ids.length, config.hiddenSize]) as tf.Tensor2D);
-      });
+      // Hidden states once, then the [rows, vocab] head in row chunks so long inputs never hold [T, 262144] on device.
+      const h = tf.tidy(() => tf.reshape(model.hidden(tf.tensor2d([ids], [1, ids.length], 'int32')), [ids.length, config.hiddenSize]) as tf.Tensor2D);
+      const out = new Float32Array(ids.length * config.vocabSize);
       try {
-        return (await t.data()) as Float32Array;
+        for (let r = 0; r < ids.length; r += LOGIT_ROWS) {
+          const n = Math.min(LOGIT_ROWS, ids.length - r);
+          const t = tf.tidy(() => model.logitsFromHidden(tf.slice(h, [r, 0], [n, config.hiddenSize])));
+          try {
+            out.set((await t.data()) as Float32Array, r * config.vocabSize);
+          } finally {
+            t.dispose();
+          }
+        }
       } finally {
-        t.dispose();
+        h.dispose();
       }
+      return out;
     },
     async generate(prompt: string, opts: ChatGenerateOptions = {}): Promise<ChatGenerateResult> {
       const promptIds = tokenizer.encode(renderPrompt(tokenizer, prompt, opts.system));

@@ -4,7 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { spawnSync } from 'node:child_process';
-import { loadModel } from '../../src/index.ts';
+import { loadModel, makeLoadedModel } from '../../src/index.ts';
+import { loadTokenizer } from '../../src/data/tokenizer.ts';
 import { Gemma3Model } from '../../src/model/gemma3.ts';
 import { randomWeights } from '../../src/model/weights.ts';
 import { presetConfig } from '../../src/model/config.ts';
@@ -65,6 +66,19 @@ describe('loadModel', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('logits of a long input (> one 64-row head chunk) equal the one-shot forward', async () => {
+    const cfg = tinyConfig({ max_position_embeddings: 512 });
+    const weights = tinyWeights(cfg, 6);
+    const model = Gemma3Model.fromWeights(cfg, weights);
+    const m = makeLoadedModel({ config: cfg, tokenizer: loadTokenizer(), model, backend: 'cpu', dir: null, generationConfig: null });
+    await initBackend('cpu');
+    const ids = Array.from({ length: 150 }, (_, i) => (i * 37 + 5) % cfg.vocabSize);
+    const got = await m.logits(ids);
+    expect(got.length).toBe(150 * cfg.vocabSize);
+    expect(Array.from(got)).toEqual(Array.from(modelLogits(model, ids)));
+    m.dispose();
   });
 
   it('unknown model is a clear error', async () => {
