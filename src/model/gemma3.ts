@@ -112,7 +112,8 @@ export class Gemma3Model {
       };
       const table = wf(EMBED_NAME, this.p(EMBED_NAME)) as tf.Tensor2D;
       const scale = Math.fround(Math.sqrt(c.hiddenSize)); // fp32 sqrt(hidden_size), as llama.cpp and HF with fp32 weights
-      let h = tf.reshape(tf.mul(embeddingLookup(table, ids), scale), [B * T, c.hiddenSize]) as tf.Tensor2D;
+      // nn.Embedding(padding_idx=pad): the lookup gives no gradient to the pad row (the tied head still does)
+      let h = tf.reshape(tf.mul(embeddingLookup(table, ids, { zeroGradRow: c.padTokenId }), scale), [B * T, c.hiddenSize]) as tf.Tensor2D;
       for (let i = 0; i < c.numHiddenLayers; i++) {
         const lt = c.layerTypes[i];
         h = this.layer(i, h, B, T, rope[lt], masks[lt], wf, cache);

@@ -231,6 +231,24 @@ describe('memory and gradients', () => {
   });
 });
 
+describe('embedding padding_idx', () => {
+  it('the lookup gives the pad row (id 0) no gradient, like nn.Embedding(padding_idx=0)', async () => {
+    await onBackend('wasm', () => {
+      const cfg = tinyConfig({ num_hidden_layers: 1, layer_types: ['full_attention'] });
+      const { model } = tinyModel(cfg);
+      const E = model.params.get('model.embed_tokens.weight')!;
+      const g = tf.tidy(() => {
+        const ids = tf.tensor2d([[2, 0, 7, 0, 9]], [1, 5], 'int32');
+        const proj = tf.tensor3d(Array.from({ length: 5 * 32 }, (_, i) => Math.sin(i)), [1, 5, 32]);
+        return tf.variableGrads(() => tf.sum(tf.mul(model.hidden(ids), proj)) as tf.Scalar, [E]).grads[E.name].arraySync() as number[][];
+      });
+      expect(g[0].every((v) => v === 0)).toBe(true);
+      expect(g[7].some((v) => Math.abs(v) > 1e-4)).toBe(true);
+      model.dispose();
+    });
+  });
+});
+
 describe('preset:tiny (real 262,144-token vocabulary)', () => {
   it('forward equals the reference on a short sequence (cpu)', async () => {
     await onBackend('cpu', () => {
