@@ -15,17 +15,23 @@ import * as tf from '@tensorflow/tfjs';
 export function gatherRows(x: tf.Tensor2D, idx: tf.Tensor1D, opts: { zeroGradRow?: number } = {}): tf.Tensor2D {
   if (idx.dtype !== 'int32') throw new Error(`gatherRows: idx must be int32, got ${idx.dtype}`);
   const shape = x.shape;
-  const f = tf.customGrad(((table: tf.Tensor) => ({
-    value: tf.gather(table, idx, 0),
-    gradFunc: (dy: tf.Tensor) => tf.tidy(() => {
-      let upd = dy;
-      if (opts.zeroGradRow !== undefined) {
-        const keep = tf.cast(tf.notEqual(idx, tf.scalar(opts.zeroGradRow, 'int32')), 'float32');
-        upd = tf.mul(dy, tf.expandDims(keep, 1));
-      }
-      return tf.scatterND(tf.expandDims(idx, 1), upd, shape);
-    }),
-  })) as never);
+  // idx goes through save(): the tape then keeps it alive for the backward even when the caller's tidy has
+  // already disposed it (e.g. ids built inside the loss function given to tf.variableGrads).
+  const f = tf.customGrad(((table: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([idx]);
+    return {
+      value: tf.gather(table, idx, 0),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
+        const sidx = saved[0];
+        let upd = dy;
+        if (opts.zeroGradRow !== undefined) {
+          const keep = tf.cast(tf.notEqual(sidx, tf.scalar(opts.zeroGradRow, 'int32')), 'float32');
+          upd = tf.mul(dy, tf.expandDims(keep, 1));
+        }
+        return tf.scatterND(tf.expandDims(sidx, 1), upd, shape);
+      }),
+    };
+  }) as never);
   return f(x) as tf.Tensor2D;
 }
 

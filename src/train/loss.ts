@@ -1,0 +1,155 @@
+// Token cross-entropy over supervised positions only, with the tied 262k-vocabulary head fused into the loss.
+//
+// Why fused: under a gradient tape every chunk of logits would stay alive until the backward pass (the tape
+// keeps what logSumExp's gradient needs), so chunking an autodiff graph does not bound memory. Here the head +
+// cross-entropy is ONE custom-gradient op: the forward computes logits in blocks of `chunkSize` rows × vocab
+// and keeps only the per-row logSumExp; the backward recomputes the logits in blocks of vocabulary rows of the
+// same element budget and forms dlogits = (softmax − onehot)·dy block by block. Nothing of size [M, V] is ever
+// alive, and no kernel without a wasm gradient (gather, softmaxCrossEntropy) is differentiated.
+import * as tf from '@tensorflow/tfjs';
+import { EMBED_NAME, type Gemma3Model, type WeightFn } from '../model/gemma3.ts';
+import { gatherRows } from '../model/ops.ts';
+import { IGNORE_INDEX, type Batch } from './batches.ts';
+
+export interface LossOptions {
+  /** QAT hook, applied to every weight as in `Gemma3Model.hidden` (the tied head uses the embedding's). */
+  weightFn?: WeightFn;
+  /** Rows of logits per forward block (each block is chunkSize × vocab floats). Default: 2^25 / vocab (128 for 262144). */
+  chunkSize?: number;
+  /** The embedding is not trained: skip the dense [vocab, hidden] head gradient. */
+  frozenEmbedding?: boolean;
+}
+
+const DEFAULT_BLOCK_ELEMS = 1 << 25;
+
+export function defaultChunkSize(vocab: number): number {
+  return Math.max(1, Math.floor(DEFAULT_BLOCK_ELEMS / vocab));
+}
+
+/** Flat positions (b·seqLen + t) with a label, and those labels. */
+export function supervisedPositions(batch: Batch): { rows: Int32Array; targets: Int32Array } {
+  const rows = new Int32Array(batch.numSupervised), targets = new Int32Array(batch.numSupervised);
+  let k = 0;
+  for (let i = 0; i < batch.labels.length; i++) {
+    if (batch.labels[i] !== IGNORE_INDEX) {
+      if (k === rows.length) throw new Error('supervisedPositions: batch.numSupervised is smaller than the number of labels');
+      rows[k] = i; targets[k] = batch.labels[i]; k++;
+    }
+  }
+  if (k !== rows.length) throw new Error(`supervisedPositions: batch.numSupervised ${batch.numSupervised} != ${k} labels`);
+  return { rows, targets };
+}
+
+/**
+ * SUM over the supervised positions (labels ≠ -100) of −log softmax(logits)[label], as a differentiable scalar.
+ * Logits exist only for those positions and only a block at a time. 0 when nothing is supervised.
+ */
+export function supervisedLossSum(model: Gemma3Model, batch: Batch, opts: LossOptions = {}): tf.Scalar {
+  const cfg = model.config;
+  const { rows, targets } = supervisedPositions(batch);
+  for (const t of targets) if (t < 0 || t >= cfg.vocabSize) throw new Error(`supervisedLossSum: label ${t} outside the vocabulary (${cfg.vocabSize})`);
+  if (rows.length === 0) return tf.scalar(0);
+  return tf.tidy(() => {
+    const ids = tf.tensor2d(batch.inputIds, [batch.batchSize, batch.seqLen], 'int32');
+    const h = tf.reshape(model.hidden(ids, { weightFn: opts.weightFn }), [batch.batchSize * batch.seqLen, cfg.hiddenSize]) as tf.Tensor2D;
+    const hSel = rows.length === h.shape[0] ? h : gatherRows(h, tf.tensor1d(rows, 'int32'));
+    const embed = model.params.get(EMBED_NAME);
+    if (!embed) throw new Error(`supervisedLossSum: model has no ${EMBED_NAME}`);
+    const table = (opts.weightFn ? opts.weightFn(EMBED_NAME, embed) : embed) as tf.Tensor2D;
+    return headCrossEntropySum(hSel, table, targets, {
+      softcap: cfg.finalLogitSoftcapping ?? null,
+      chunkSize: opts.chunkSize ?? defaultChunkSize(cfg.vocabSize),
+      frozenTable: opts.frozenEmbedding ?? false,
+    });
+  });
+}
+
+export interface HeadOptions {
+  /** Final logit soft-cap c (logits = c·tanh(z/c)), or null. */
+  softcap: number | null;
+  chunkSize: number;
+  /** Treat `table` as a constant (no gradient for it). */
+  frozenTable: boolean;
+}
+
+/**
+ * Σᵢ [logSumExp(lᵢ) − lᵢ[tᵢ]] with lᵢ = cap(hᵢ·tableᵀ), for h [M, D], table [V, D], targets tᵢ.
+ * Gradients: to h, and to table unless `frozenTable`.
+ */
+export function headCrossEntropySum(h: tf.Tensor2D, table: tf.Tensor2D, targets: Int32Array, opts: HeadOptions): tf.Scalar {
+  const [M, D] = h.shape;
+  const V = table.shape[0];
+  if (table.shape[1] !== D) throw new Error(`headCrossEntropySum: hidden width ${D} != table width ${table.shape[1]}`);
+  if (targets.length !== M) throw new Error(`headCrossEntropySum: ${targets.length} targets for ${M} rows`);
+  const rowsPerBlock = Math.max(1, Math.floor(opts.chunkSize));
+  const cap = opts.softcap;
+  const capped = (z: tf.Tensor) => (cap == null ? z : tf.mul(tf.tanh(tf.div(z, cap)), cap));
+
+  const forward = (hIn: tf.Tensor2D, tb: tf.Tensor2D, save: tf.GradSaveFunc | null) => {
+    const lses: tf.Tensor1D[] = [];
+    let total: tf.Scalar = tf.scalar(0);
+    for (let r0 = 0; r0 < M; r0 += rowsPerBlock) {
+      const n = Math.min(rowsPerBlock, M - r0);
+      const [lse, part] = tf.tidy(() => {
+        const hc = tf.slice(hIn, [r0, 0], [n, D]);
+        // Vocabulary-major [V, n] block: table as the left operand (no transpose of the big table; on wasm only
+        // right operands get a packed copy), and logSumExp runs down axis 0.
+        const lT = capped(tf.matMul(tb, tf.transpose(hc)));
+        const lse = tf.logSumExp(lT, 0) as tf.Tensor1D;
+        const tc = tf.tensor1d(targets.subarray(r0, r0 + n), 'int32');
+        const picked = capped(tf.sum(tf.mul(hc, tf.gather(tb, tc)), 1));
+        return [lse, tf.sum(tf.sub(lse, picked))] as [tf.Tensor1D, tf.Scalar];
+      });
+      lses.push(lse);
+      const prev = total;
+      total = tf.add(prev, part);
+      prev.dispose(); part.dispose();
+    }
+    const lse = lses.length === 1 ? lses[0] : tf.concat(lses);
+    // The table is saved even when frozen: a weightFn output would otherwise be freed before the backward.
+    if (save) save([hIn, tb, lse]);
+    return total;
+  };
+
+  const backward = (dy: tf.Tensor, hs: tf.Tensor2D, tb: tf.Tensor2D, lse: tf.Tensor1D): tf.Tensor[] => tf.tidy(() => {
+    // Vocabulary blocks of vs rows hold vs × M ≈ chunkSize × V elements, like the forward blocks.
+    const vs = Math.max(1, Math.min(V, Math.floor((rowsPerBlock * V) / M)));
+    const lseRow = tf.reshape(lse, [1, M]);
+    const tgtRow = tf.tensor2d(targets, [1, M], 'int32');
+    const hsT = tf.transpose(hs);
+    let dh = tf.zeros([M, D]) as tf.Tensor2D;
+    const dTable: tf.Tensor2D[] = [];
+    for (let v0 = 0; v0 < V; v0 += vs) {
+      const nv = Math.min(vs, V - v0);
+      const [dhNext, dE] = tf.tidy(() => {
+        const E = tf.slice(tb, [v0, 0], [nv, D]);
+        const zT = tf.matMul(E, hsT); // [nv, M]
+        const prob = tf.exp(tf.sub(capped(zT), lseRow));
+        const ids = tf.reshape(tf.range(v0, v0 + nv, 1, 'int32'), [nv, 1]);
+        let dz = tf.mul(tf.sub(prob, tf.cast(tf.equal(ids, tgtRow), 'float32')), dy);
+        if (cap != null) dz = tf.mul(dz, tf.sub(1, tf.square(tf.tanh(tf.div(zT, cap))))); // d(c·tanh(z/c))/dz
+        const dhNext = tf.add(dh, tf.matMul(tf.transpose(dz), E)) as tf.Tensor2D;
+        const dE = opts.frozenTable ? null : (tf.matMul(dz, hs) as tf.Tensor2D);
+        return dE ? [dhNext, dE] : [dhNext];
+      }) as [tf.Tensor2D, tf.Tensor2D?];
+      dh.dispose();
+      dh = dhNext;
+      if (dE) dTable.push(dE);
+    }
+    if (opts.frozenTable) return [dh];
+    return [dh, dTable.length === 1 ? dTable[0] : tf.concat(dTable, 0)];
+  });
+
+  if (opts.frozenTable) {
+    const f = tf.customGrad(((x: tf.Tensor2D, save: tf.GradSaveFunc) => ({
+      value: forward(x, table, save),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => backward(dy, saved[0] as tf.Tensor2D, saved[1] as tf.Tensor2D, saved[2] as tf.Tensor1D),
+    })) as never);
+    return f(h) as tf.Scalar;
+  }
+  const f = tf.customGrad(((x: tf.Tensor2D, tb: tf.Tensor2D, save: tf.GradSaveFunc) => ({
+    value: forward(x, tb, save),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => backward(dy, saved[0] as tf.Tensor2D, saved[1] as tf.Tensor2D, saved[2] as tf.Tensor1D),
+  })) as never);
+  return f(h, table) as tf.Scalar;
+}

@@ -1,0 +1,118 @@
+import { describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs';
+import { makeBatch, type Batch } from '../../../src/train/batches.ts';
+import { supervisedLossSum } from '../../../src/train/loss.ts';
+import type { Gemma3Model } from '../../../src/model/gemma3.ts';
+import { PAD, coreConfig, coreModel, examples, maxAbs, maxAbsDiff } from './helpers.ts';
+
+tf.setBackend('cpu');
+
+/** Σ over supervised positions of −log softmax, from the model's full logits and a float64 log-softmax in JS. */
+function handLossSum(model: Gemma3Model, batch: Batch): number {
+  const { batchSize: B, seqLen: T } = batch;
+  const V = model.config.vocabSize;
+  const logits = tf.tidy(() => {
+    const h = model.hidden(tf.tensor2d(batch.inputIds, [B, T], 'int32'));
+    return model.logitsFromHidden(tf.reshape(h, [B * T, model.config.hiddenSize]) as tf.Tensor2D).dataSync();
+  });
+  let sum = 0;
+  for (let i = 0; i < B * T; i++) {
+    const y = batch.labels[i];
+    if (y === -100) continue;
+    const row = logits.subarray(i * V, (i + 1) * V);
+    let mx = -Infinity;
+    for (const x of row) mx = Math.max(mx, x);
+    let s = 0;
+    for (const x of row) s += Math.exp(x - mx);
+    sum += mx + Math.log(s) - row[y];
+  }
+  return sum;
+}
+
+/** The same loss built the plain autodiff way from logitsFromHidden over ALL positions (a reference for gradients). */
+function naiveLossSum(model: Gemma3Model, batch: Batch): tf.Scalar {
+  const { batchSize: B, seqLen: T } = batch;
+  const V = model.config.vocabSize;
+  const h = model.hidden(tf.tensor2d(batch.inputIds, [B, T], 'int32'));
+  const logits = model.logitsFromHidden(tf.reshape(h, [B * T, model.config.hiddenSize]) as tf.Tensor2D);
+  const labels = Array.from(batch.labels);
+  const mask = tf.tensor1d(labels.map((l) => (l === -100 ? 0 : 1)), 'float32');
+  const oneHot = tf.oneHot(tf.tensor1d(labels.map((l) => (l === -100 ? 0 : l)), 'int32'), V);
+  const nll = tf.sub(tf.logSumExp(logits, 1), tf.sum(tf.mul(logits, oneHot), 1));
+  return tf.sum(tf.mul(nll, mask));
+}
+
+function gradsOf(model: Gemma3Model, names: string[], f: () => tf.Scalar): Map<string, Float32Array> {
+  const vars = names.map((n) => model.params.get(n)!);
+  const { value, grads } = tf.variableGrads(f, vars);
+  const out = new Map<string, Float32Array>();
+  names.forEach((n, i) => out.set(n, grads[vars[i].name].dataSync() as Float32Array));
+  value.dispose();
+  for (const g of Object.values(grads)) g.dispose();
+  return out;
+}
+
+describe('supervisedLossSum', () => {
+  const { model } = coreModel();
+  const batch = makeBatch(examples(3, 21), PAD);
+
+  it('equals a float64 log-softmax over the model\'s full logits at the supervised positions', () => {
+    expect(batch.numSupervised).toBeGreaterThan(5);
+    expect(batch.numSupervised).toBeLessThan(batch.batchSize * batch.seqLen - 5); // padding and prompts are left out
+    const want = handLossSum(model, batch);
+    const got = tf.tidy(() => supervisedLossSum(model, batch).dataSync()[0]);
+    expect(Math.abs(got - want) / want).toBeLessThan(1e-5);
+    expect(want / batch.numSupervised).toBeGreaterThan(1); // a real loss, not ~0
+  });
+
+  it('chunking does not change the value (1, 3, 7 rows per block vs one block)', () => {
+    const whole = tf.tidy(() => supervisedLossSum(model, batch, { chunkSize: 10_000 }).dataSync()[0]);
+    for (const chunkSize of [1, 3, 7]) {
+      const got = tf.tidy(() => supervisedLossSum(model, batch, { chunkSize }).dataSync()[0]);
+      expect(Math.abs(got - whole) / whole).toBeLessThan(1e-6);
+    }
+  });
+
+  it('gradients equal plain autodiff through full logits, for every parameter and any chunking', () => {
+    const names = [...model.params.keys()];
+    const ref = gradsOf(model, names, () => naiveLossSum(model, batch));
+    for (const chunkSize of [2, 1000]) {
+      const got = gradsOf(model, names, () => supervisedLossSum(model, batch, { chunkSize }));
+      for (const n of names) {
+        const scale = maxAbs(ref.get(n)!);
+        expect(scale, n).toBeGreaterThan(0);
+        expect(maxAbsDiff(got.get(n)!, ref.get(n)!) / scale, n).toBeLessThan(2e-5);
+      }
+    }
+  });
+
+  it('with final logit soft-capping: value and gradients still match the model\'s head', () => {
+    const { model: capped } = coreModel(coreConfig({ final_logit_softcapping: 2.0 }));
+    const want = handLossSum(capped, batch);
+    const got = tf.tidy(() => supervisedLossSum(capped, batch, { chunkSize: 4 }).dataSync()[0]);
+    expect(Math.abs(got - want) / want).toBeLessThan(1e-5);
+    const names = ['model.embed_tokens.weight', 'model.norm.weight', 'model.layers.1.mlp.down_proj.weight'];
+    const ref = gradsOf(capped, names, () => naiveLossSum(capped, batch));
+    const g = gradsOf(capped, names, () => supervisedLossSum(capped, batch, { chunkSize: 4 }));
+    for (const n of names) expect(maxAbsDiff(g.get(n)!, ref.get(n)!) / maxAbs(ref.get(n)!), n).toBeLessThan(2e-5);
+    capped.dispose();
+  });
+
+  it('frozenEmbedding: same gradients for the other parameters', () => {
+    const names = ['model.norm.weight', 'model.layers.0.self_attn.q_proj.weight'];
+    const ref = gradsOf(model, names, () => naiveLossSum(model, batch));
+    const g = gradsOf(model, names, () => supervisedLossSum(model, batch, { frozenEmbedding: true, chunkSize: 5 }));
+    for (const n of names) expect(maxAbsDiff(g.get(n)!, ref.get(n)!) / maxAbs(ref.get(n)!), n).toBeLessThan(2e-5);
+  });
+
+  it('leaks no tensors, with and without a tape; rejects labels outside the vocabulary', () => {
+    const n = tf.memory().numTensors;
+    tf.tidy(() => { supervisedLossSum(model, batch, { chunkSize: 3 }); });
+    const { value, grads } = tf.variableGrads(() => supervisedLossSum(model, batch, { chunkSize: 3 }));
+    value.dispose();
+    for (const g of Object.values(grads)) g.dispose();
+    expect(tf.memory().numTensors).toBe(n);
+    const bad = makeBatch([{ inputIds: [1, 2], labels: [512, -100] }], PAD);
+    expect(() => supervisedLossSum(model, bad)).toThrow(/label 512 outside the vocabulary/);
+  });
+});
