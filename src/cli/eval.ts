@@ -1,12 +1,113 @@
+import path from 'node:path';
 import type { Command } from 'commander';
-import { UserError } from '../errors.ts';
+import { UsageError, UserError } from '../errors.ts';
+import { BACKEND_NAMES, type BackendName } from '../model/backend.ts';
+import { TRAIN_ON_MODES, type TrainOn } from '../data/labels.ts';
+import { evaluate, parseMetricList, runDataSettings, type EvalReport } from '../eval/evaluate.ts';
+import { failedGates, formatTable, parseGate, writeReport, type Gate } from '../eval/report.ts';
+
+interface EvalCliOptions {
+  data: string;
+  metrics?: string;
+  maxNewTokens: string;
+  maxExamples?: string;
+  trainOn?: string;
+  maxLength?: string;
+  backend: string;
+  json?: boolean;
+  out?: string;
+  failBelow: string[];
+  failAbove: string[];
+}
+
+function positiveInt(v: string | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isInteger(n) || n < 1) throw new UsageError(`${flag} must be a positive integer, got "${v}"`);
+  return n;
+}
+
+export interface ParsedEvalOptions {
+  data: string;
+  metrics?: ReturnType<typeof parseMetricList>;
+  maxNewTokens: number;
+  maxExamples?: number;
+  trainOn?: TrainOn;
+  maxLength?: number;
+  backend: BackendName;
+  json: boolean;
+  out?: string;
+  gates: Gate[];
+}
+
+export function parseEvalOptions(o: EvalCliOptions): ParsedEvalOptions {
+  if (!(BACKEND_NAMES as string[]).includes(o.backend)) throw new UsageError(`--backend must be one of ${BACKEND_NAMES.join(', ')}, got "${o.backend}"`);
+  if (o.trainOn !== undefined && !(TRAIN_ON_MODES as readonly string[]).includes(o.trainOn)) {
+    throw new UsageError(`--train-on must be one of ${TRAIN_ON_MODES.join(', ')}, got "${o.trainOn}"`);
+  }
+  return {
+    data: o.data,
+    metrics: o.metrics === undefined ? undefined : parseMetricList(o.metrics),
+    maxNewTokens: positiveInt(o.maxNewTokens, '--max-new-tokens')!,
+    maxExamples: positiveInt(o.maxExamples, '--max-examples'),
+    trainOn: o.trainOn as TrainOn | undefined,
+    maxLength: positiveInt(o.maxLength, '--max-length'),
+    backend: o.backend as BackendName,
+    json: !!o.json,
+    out: o.out,
+    gates: [
+      ...o.failBelow.flatMap((s) => s.split(',')).filter((s) => s.trim()).map((s) => parseGate(s, 'below')),
+      ...o.failAbove.flatMap((s) => s.split(',')).filter((s) => s.trim()).map((s) => parseGate(s, 'above')),
+    ],
+  };
+}
+
+/** Where report.json goes: --out, else `<run>/eval/report.json` for the first run-directory MODEL, else nowhere. */
+export function defaultReportPath(models: string[]): string | null {
+  const run = models.find((m) => runDataSettings(m) !== null);
+  return run ? path.join(path.resolve(run), 'eval', 'report.json') : null;
+}
 
 export function registerEval(program: Command): void {
   program
     .command('eval')
-    .description('(not implemented yet)')
-    .allowUnknownOption()
-    .action(() => {
-      throw new UserError('gemma-tune eval is not implemented yet');
+    .description('Loss, perplexity and task metrics (exact match, JSON validity, field F1, ...) for one or more models, side by side')
+    .argument('<model...>', 'run directory, HF checkpoint directory, hub id, preset:NAME, or FILE.gguf (llama.cpp); several → one table')
+    .requiredOption('--data <file>', 'JSONL dataset (any format `validate` accepts); generation metrics score the last assistant turn')
+    .option('--metrics <list>', 'comma-separated: loss, perplexity, exact_match, normalized_match, json_valid, json_field_f1, accuracy, avg_length (default: loss, perplexity + those that fit the data)')
+    .option('--max-new-tokens <n>', 'token limit for each generated answer', '128')
+    .option('--max-examples <n>', 'evaluate only the first N examples')
+    .option('--train-on <mode>', `loss mask: ${TRAIN_ON_MODES.join(', ')} (default: the run's recipe, else assistant)`)
+    .option('--max-length <n>', "token limit for the loss (default: the run's recipe, else 512)")
+    .option('--backend <name>', `tfjs backend: ${BACKEND_NAMES.join(', ')}`, 'auto')
+    .option('--json', 'print the full report as JSON on stdout (progress and the table go to stderr)')
+    .option('--out <file>', 'write report.json here (default for a run directory: RUN/eval/report.json)')
+    .option('--fail-below <metric=value>', 'exit 1 if any model scores below VALUE on METRIC (repeatable, for CI gates)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--fail-above <metric=value>', 'exit 1 if any model is above VALUE on METRIC, for loss/perplexity (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .action(async (models: string[], raw: EvalCliOptions) => {
+      const o = parseEvalOptions(raw);
+      const progress = process.stderr.isTTY ? (s: string) => process.stderr.write(`\r${s}\x1b[K`) : undefined;
+      const report: EvalReport = await evaluate(models, o.data, {
+        metrics: o.metrics,
+        maxNewTokens: o.maxNewTokens,
+        maxExamples: o.maxExamples,
+        trainOn: o.trainOn,
+        maxLength: o.maxLength,
+        backend: o.backend,
+        log: progress,
+      });
+      if (progress) process.stderr.write('\r\x1b[K');
+      const table = formatTable(report);
+      const out = o.out ?? defaultReportPath(models);
+      if (out) await writeReport(out, report);
+      if (o.json) {
+        process.stderr.write(table + '\n');
+        process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+      } else {
+        process.stdout.write(table + '\n');
+      }
+      if (out) process.stderr.write(`report: ${out}\n`);
+      const failed = failedGates(report, o.gates);
+      if (failed.length) throw new UserError(`quality gate failed: ${failed.join('; ')}`);
     });
 }

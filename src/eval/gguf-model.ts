@@ -1,0 +1,128 @@
+// A .gguf file behind the evaluator, run by llama.cpp (node-llama-cpp, prebuilt CPU binaries): token log-probs
+// from its logits at the supervised positions, and greedy decoding. The token ids are ours (the same ones the
+// float model sees), so both are scored on exactly the same inputs.
+import fs from 'node:fs';
+import type { EvalModel } from './tfjs-model.ts';
+import type { GemmaTokenizer } from '../data/tokenizer.ts';
+import { UserError } from '../errors.ts';
+
+type LlamaCpp = typeof import('node-llama-cpp');
+
+async function importLlamaCpp(): Promise<LlamaCpp> {
+  try {
+    return await import('node-llama-cpp');
+  } catch {
+    throw new UserError('evaluating a .gguf model needs the package node-llama-cpp, which could not be loaded');
+  }
+}
+
+/**
+ * Reads `general.architecture` from the header; anything but a Gemma 3 GGUF is a one-line UserError.
+ * Returns the vocabulary size (length of tokenizer.ggml.tokens; Infinity if absent).
+ */
+export async function checkGemma3Gguf(file: string): Promise<number> {
+  const stat = fs.statSync(file, { throwIfNoEntry: false });
+  if (!stat) throw new UserError(`${file}: no such file`);
+  if (!stat.isFile()) throw new UserError(`${file}: not a file (expected a .gguf model file)`);
+  const { readGgufFileInfo } = await importLlamaCpp();
+  let arch: unknown;
+  let vocab = Infinity;
+  try {
+    const info = await readGgufFileInfo(file, { readTensorInfo: false, logWarnings: false, sourceType: 'filesystem' });
+    const md = info.metadata as { general?: { architecture?: unknown }; tokenizer?: { ggml?: { tokens?: unknown } } };
+    arch = md?.general?.architecture;
+    const toks = md?.tokenizer?.ggml?.tokens;
+    if (Array.isArray(toks)) vocab = toks.length;
+  } catch (e) {
+    throw new UserError(`${file}: not a readable GGUF file (${(e as Error).message.split('\n')[0]})`);
+  }
+  if (arch !== 'gemma3') {
+    throw new UserError(`${file}: general.architecture is ${JSON.stringify(arch ?? null)}, expected "gemma3" (gemma-tune evaluates Gemma 3 models only)`);
+  }
+  return vocab;
+}
+
+export interface GgufEvalOptions {
+  /** Longest sequence evaluated (prompt + answer, or prompt + generated tokens). */
+  contextSize: number;
+}
+
+/**
+ * Load `file` with llama.cpp for evaluation: F32 KV cache and no flash attention (so that an F32 GGUF reproduces
+ * the float model's numbers), one sequence, cleared between examples.
+ */
+export async function ggufEvalModel(file: string, tokenizer: GemmaTokenizer, opts: GgufEvalOptions): Promise<EvalModel> {
+  const nVocab = await checkGemma3Gguf(file);
+  const lc = await importLlamaCpp();
+  const llama = await lc.getLlama({ gpu: false, build: 'never', usePrebuiltBinaries: true, skipDownload: true, logLevel: lc.LlamaLogLevel.error });
+  const model = await llama.loadModel({ modelPath: file });
+  const contextSize = Math.max(64, opts.contextSize);
+  const context = await model.createContext({
+    contextSize,
+    batchSize: Math.min(contextSize, 512),
+    sequences: 1,
+    flashAttention: false,
+    experimentalKvCacheKeyType: 'F32',
+    experimentalKvCacheValueType: 'F32',
+  });
+  const sequence = context.getSequence();
+  const checkIds = (ids: number[]) => {
+    for (const id of ids) if (id >= nVocab) throw new UserError(`${file}: token id ${id} is outside the model's vocabulary (${nVocab}); was it exported from a Gemma 3 checkpoint?`);
+  };
+  const stop = new Set(tokenizer.stopIds);
+  type Item = import('node-llama-cpp').ControlledEvaluateInputItem;
+  type Tok = import('node-llama-cpp').Token;
+
+  return {
+    name: file,
+    kind: 'gguf',
+    source: file,
+    runtime: 'llama.cpp (cpu)',
+    tokenizer,
+    async exampleNll(inputIds, labels) {
+      checkIds(inputIds);
+      await sequence.clearHistory();
+      // Only positions with a target ask for logits; llama.cpp then returns the target's logit, the argmax's
+      // (the greedy sampler's "selected" token) and sum(exp(logit - max)), i.e. an exact log-softmax.
+      const items: Item[] = inputIds.map((id, i) =>
+        labels[i] === -100
+          ? (id as Tok)
+          : [id as Tok, { generateNext: { logits: { filter: { tokens: [labels[i] as Tok], includeSelected: true } }, totalLogitWeight: true } }],
+      );
+      const out = await sequence.controlledEvaluate(items);
+      let nll = 0, tokens = 0;
+      for (let i = 0; i < labels.length; i++) {
+        if (labels[i] === -100) continue;
+        const next = out[i]?.next;
+        const logits = next?.logits;
+        const target = logits?.get(labels[i] as Tok);
+        if (!next || !logits || target === undefined || next.totalLogitWeight === undefined) {
+          throw new Error(`llama.cpp returned no logits for position ${i}`);
+        }
+        const max = Math.max(...logits.values());
+        nll -= target - max - Math.log(next.totalLogitWeight);
+        tokens++;
+      }
+      return { nll, tokens };
+    },
+    async generate(promptIds, maxNewTokens) {
+      checkIds(promptIds);
+      await sequence.clearHistory();
+      const ids: number[] = [];
+      const greedy = { generateNext: { token: true, options: { temperature: 0 } } };
+      let feed: Item[] = [...promptIds.slice(0, -1).map((id) => id as Tok), [promptIds[promptIds.length - 1] as Tok, greedy]];
+      while (ids.length < maxNewTokens) {
+        const out = await sequence.controlledEvaluate(feed);
+        const tok = out[feed.length - 1]?.next.token;
+        if (tok == null || stop.has(tok) || model.isEogToken(tok)) break;
+        ids.push(tok);
+        feed = [[tok, greedy]];
+      }
+      return { ids, text: tokenizer.decode(ids) };
+    },
+    async dispose() {
+      await context.dispose();
+      await model.dispose();
+    },
+  };
+}
