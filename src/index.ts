@@ -17,3 +17,7 @@ export { loadCheckpoint, saveCheckpoint } from './io/checkpoint.ts';
 export { resolveModelDir } from './io/hub.ts';
 export { readSafetensors, writeSafetensors } from './io/safetensors.ts';
 export type { TensorMap, HostTensor } from './io/tensors.ts';
+export { evaluate, evaluateModel } from './eval/evaluate.ts';
+export type { EvalReport, EvaluateOptions, ModelResult, ExampleResult, EvalMetric } from './eval/evaluate.ts';
+export { tfjsEvalModel } from './eval/tfjs-model.ts';
+export type { EvalModel } from './eval/tfjs-model.ts';
