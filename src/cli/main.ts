@@ -5,6 +5,7 @@ import { registerTrain } from './train.ts';
 import { registerEval } from './eval.ts';
 import { registerExport } from './export.ts';
 import { registerGenerate } from './generate.ts';
+import { registerReproduce } from './reproduce.ts';
 
 export const VERSION = '0.1.0';
 
@@ -19,6 +20,7 @@ export function buildProgram(): Command {
   registerEval(program);
   registerExport(program);
   registerGenerate(program);
+  registerReproduce(program);
   for (const c of program.commands) c.exitOverride();
   return program;
 }

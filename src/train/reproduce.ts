@@ -1,0 +1,92 @@
+// `gemma-tune reproduce RUN_DIR`: re-run a finished run from its resolved recipe and manifest (same seed, same
+// backend) into a temporary directory and check that every metrics row and the final weights come out bit-identical.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadRecipe } from '../recipe/recipe.ts';
+import { UserError } from '../errors.ts';
+import { DETERMINISTIC_FIELDS, readMetrics, type MetricsRow } from './metrics.ts';
+import { readManifest, sha256File } from './manifest.ts';
+import { train } from './trainer.ts';
+import type { Reporter } from './terminal.ts';
+
+export interface ReproduceResult {
+  match: boolean;
+  rowsCompared: number;
+  /** Human-readable differences (first few). */
+  mismatches: string[];
+  /** Data files whose sha256 differs from the manifest. */
+  dataChanged: string[];
+  /** Final weights bit-identical (null: the original run has no checkpoints/final). */
+  weightsMatch: boolean | null;
+  backend: string;
+  /** Where the re-run was written (removed unless `keep`). */
+  rerunDir: string;
+}
+
+const show = (v: unknown) => (typeof v === 'number' ? String(v) : JSON.stringify(v));
+
+/** Differences between two metrics files' deterministic fields (timings are ignored). */
+export function compareRows(original: MetricsRow[], rerun: MetricsRow[], limit = 10): string[] {
+  const out: string[] = [];
+  const n = Math.min(original.length, rerun.length);
+  for (let i = 0; i < n && out.length < limit; i++) {
+    const a = original[i] as unknown as Record<string, unknown>, b = rerun[i] as unknown as Record<string, unknown>;
+    for (const f of DETERMINISTIC_FIELDS) {
+      if (!Object.is(a[f], b[f])) {
+        out.push(`metrics.jsonl row ${i + 1} (${a.split} step ${a.step}): ${f} ${show(a[f])} in the run, ${show(b[f])} in the re-run`);
+        break;
+      }
+    }
+  }
+  if (original.length > rerun.length && out.length < limit) out.push(`the run has ${original.length} metrics rows, the re-run only ${rerun.length}`);
+  return out;
+}
+
+export async function reproduce(runDirIn: string, opts: { keep?: boolean; reporter?: Reporter } = {}): Promise<ReproduceResult> {
+  const runDir = path.resolve(runDirIn);
+  const manifest = readManifest(runDir);
+  const recipeFile = path.join(runDir, 'recipe.yaml');
+  const metricsFile = path.join(runDir, 'metrics.jsonl');
+  if (!manifest || !fs.existsSync(recipeFile) || !fs.existsSync(metricsFile)) {
+    throw new UserError(`${runDir}: not a gemma-tune run directory (needs manifest.json, recipe.yaml and metrics.jsonl)`);
+  }
+  if (manifest.exit_status === 'running') {
+    throw new UserError(`${runDir}: the run has not finished (manifest.json exit_status is "running")`);
+  }
+  const dataChanged: string[] = [];
+  for (const d of manifest.data) {
+    if (!fs.existsSync(d.path)) dataChanged.push(`${d.path}: missing`);
+    else if ((await sha256File(d.path)) !== d.sha256) dataChanged.push(`${d.path}: sha256 differs from manifest.json`);
+  }
+  const original = readMetrics(metricsFile);
+  const recipe = loadRecipe(recipeFile, [`backend=${manifest.backend}`]);
+  const rerunDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gemma-tune-reproduce-'));
+  fs.rmdirSync(rerunDir); // train() refuses to write into an existing run; it creates the folder itself
+  const result: ReproduceResult = {
+    match: false, rowsCompared: 0, mismatches: [], dataChanged, weightsMatch: null, backend: manifest.backend, rerunDir,
+  };
+  try {
+    if (dataChanged.length === 0) {
+      try {
+        await train(recipe, { outDir: rerunDir, reporter: opts.reporter });
+      } catch (e) {
+        // A run that diverged reproduces by diverging the same way; anything else is a real failure.
+        if (!(e instanceof UserError) || manifest.exit_status !== 'diverged') throw e;
+      }
+      const rerun = readMetrics(path.join(rerunDir, 'metrics.jsonl'));
+      result.rowsCompared = Math.min(original.length, rerun.length);
+      result.mismatches = compareRows(original, rerun);
+      const finalA = path.join(runDir, 'checkpoints', 'final', 'model.safetensors');
+      const finalB = path.join(rerunDir, 'checkpoints', 'final', 'model.safetensors');
+      if (fs.existsSync(finalA)) {
+        result.weightsMatch = fs.existsSync(finalB) && (await sha256File(finalA)) === (await sha256File(finalB));
+        if (!result.weightsMatch) result.mismatches.push('checkpoints/final/model.safetensors differs from the re-run\'s');
+      }
+    }
+    result.match = dataChanged.length === 0 && result.mismatches.length === 0;
+    return result;
+  } finally {
+    if (!opts.keep) fs.rmSync(rerunDir, { recursive: true, force: true });
+  }
+}
