@@ -186,7 +186,7 @@ describe('a training run', () => {
       qs.map((q) => chat(q, 'red red red')), qs.map((q) => chat(q, 'blue blue blue')),
     );
     const out = path.join(ws.dir, 'es');
-    const s = await train(ws.recipe(['training.num_epochs=20', 'training.gradient_accumulation_steps=1', 'training.save_strategy=no', 'training.learning_rate=3e-2']), { outDir: out });
+    const s = await train(ws.recipe(['training.num_epochs=20', 'training.gradient_accumulation_steps=1', 'training.save_strategy=no', 'training.learning_rate=1e-1']), { outDir: out });
     expect(s.status).toBe('early_stopped');
     expect(s.early_stopped).toBe(true);
     expect(s.steps).toBeLessThan(40);
