@@ -19,16 +19,19 @@ export const TRAIN_LINES = [
 ];
 export const VAL_LINES = [chat('Hello!', 'Greetings, small one.'), chat('Your name?', 'Kree, the trader.')];
 
-let modelDir: Promise<string> | null = null;
+const modelDirs = new Map<string, Promise<string>>();
 
-/** One tiny checkpoint shared by every test of the file. */
-export function tinyModelDir(): Promise<string> {
-  modelDir ??= (async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gt-run-model-'));
-    await writeTinyCheckpoint(dir, { config: TINY_MODEL_CONFIG, seed: 3 });
-    return dir;
-  })();
-  return modelDir;
+/** A tiny checkpoint per config, shared by every test of the file. */
+export function tinyModelDir(config: Record<string, unknown> = TINY_MODEL_CONFIG): Promise<string> {
+  const key = JSON.stringify(config);
+  if (!modelDirs.has(key)) {
+    modelDirs.set(key, (async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gt-run-model-'));
+      await writeTinyCheckpoint(dir, { config, seed: 3 });
+      return dir;
+    })());
+  }
+  return modelDirs.get(key)!;
 }
 
 export interface Workspace {
@@ -38,13 +41,13 @@ export interface Workspace {
 }
 
 /** A folder with train/val data and a recipe for the tiny model; `recipe()` parses it with --set overrides. */
-export async function workspace(yamlExtra = '', train = TRAIN_LINES, val = VAL_LINES): Promise<Workspace> {
+export async function workspace(yamlExtra = '', train = TRAIN_LINES, val = VAL_LINES, modelConfig = TINY_MODEL_CONFIG): Promise<Workspace> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gt-run-'));
   fs.writeFileSync(path.join(dir, 'train.jsonl'), train.join('\n') + '\n');
   fs.writeFileSync(path.join(dir, 'val.jsonl'), val.join('\n') + '\n');
   const text = `name: tiny-run
 seed: 7
-base_model: ${await tinyModelDir()}
+base_model: ${await tinyModelDir(modelConfig)}
 backend: wasm
 data:
   train: train.jsonl
