@@ -41,6 +41,8 @@ export interface TrainOptions {
   resume?: string | true;
   /** Terminal output; default silent (the CLI passes a TTY/plain/JSON reporter). */
   reporter?: Reporter;
+  /** Without a `reporter`: print metrics rows as JSON lines on stdout (banner and summary on stderr). */
+  json?: boolean;
   /** Abort (Ctrl-C): the current step finishes, a resumable checkpoint is written, and train() throws exit code 130. */
   signal?: AbortSignal;
   /** Called after every optimizer step (tests use it to interrupt at a given step). */
@@ -124,7 +126,7 @@ async function loadBase(recipe: Recipe): Promise<BaseModel> {
 
 /** Run (or resume) the training described by `recipe`. Throws UserError (exit 1) on divergence, exit 130 on abort. */
 export async function train(recipe: Recipe, opts: TrainOptions = {}): Promise<Summary> {
-  const reporter = opts.reporter ?? makeReporter('silent');
+  const reporter = opts.reporter ?? makeReporter(opts.json ? 'json' : 'silent');
   const runDir = path.resolve(opts.outDir ?? (typeof opts.resume === 'string' ? opts.resume : recipe.output_dir));
   const resuming = opts.resume !== undefined;
   const recipeYaml = resolvedRecipeYaml({ ...recipe, output_dir: runDir });
