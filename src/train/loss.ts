@@ -94,7 +94,7 @@ export function headCrossEntropySum(h: tf.Tensor2D, table: tf.Tensor2D, targets:
         const hc = tf.slice(hIn, [r0, 0], [n, D]);
         // Vocabulary-major [V, n] block: table as the left operand (no transpose of the big table; on wasm only
         // right operands get a packed copy), and logSumExp runs down axis 0.
-        const lT = capped(tf.matMul(tb, tf.transpose(hc)));
+        const lT = capped(tf.getBackend() === 'wasm' ? tf.matMul(tb, tf.transpose(hc)) : tf.matMul(tb, hc, false, true));
         const lse = tf.logSumExp(lT, 0) as tf.Tensor1D;
         const tc = tf.tensor1d(targets.subarray(r0, r0 + n), 'int32');
         const picked = capped(tf.sum(tf.mul(hc, tf.gather(tb, tc)), 1));
@@ -114,21 +114,32 @@ export function headCrossEntropySum(h: tf.Tensor2D, table: tf.Tensor2D, targets:
   const backward = (dy: tf.Tensor, hs: tf.Tensor2D, tb: tf.Tensor2D, lse: tf.Tensor1D): tf.Tensor[] => tf.tidy(() => {
     // Vocabulary blocks of vs rows hold vs × M ≈ chunkSize × V elements, like the forward blocks.
     const vs = Math.max(1, Math.min(V, Math.floor((rowsPerBlock * V) / M)));
-    const lseRow = tf.reshape(lse, [1, M]);
-    const tgtRow = tf.tensor2d(targets, [1, M], 'int32');
-    const hsT = tf.transpose(hs);
+    const dyv = dy.dataSync()[0];
+    // softmax·dy = exp(l − (lse − log dy)) saves a pass over each block when dy > 0 (always, for a loss / count).
+    const foldDy = dyv > 0 && Number.isFinite(dyv);
+    const lseRow = tf.reshape(foldDy ? tf.sub(lse, Math.log(dyv)) : lse, [1, M]);
+    const wasm = tf.getBackend() === 'wasm';
+    const hsT = wasm ? tf.transpose(hs) : null;
     let dh = tf.zeros([M, D]) as tf.Tensor2D;
     const dTable: tf.Tensor2D[] = [];
     for (let v0 = 0; v0 < V; v0 += vs) {
       const nv = Math.min(vs, V - v0);
+      // the one-hot part of softmax − onehot: (target − v0, i) for the rows whose target is in this block
+      const hits: number[] = [];
+      for (let i = 0; i < M; i++) if (targets[i] >= v0 && targets[i] < v0 + nv) hits.push(targets[i] - v0, i);
       const [dhNext, dE] = tf.tidy(() => {
         const E = tf.slice(tb, [v0, 0], [nv, D]);
-        const zT = tf.matMul(E, hsT); // [nv, M]
-        const prob = tf.exp(tf.sub(capped(zT), lseRow));
-        const ids = tf.reshape(tf.range(v0, v0 + nv, 1, 'int32'), [nv, 1]);
-        let dz = tf.mul(tf.sub(prob, tf.cast(tf.equal(ids, tgtRow), 'float32')), dy);
+        const zT = hsT ? tf.matMul(E, hsT) : tf.matMul(E, hs, false, true); // [nv, M]
+        let dz = tf.exp(tf.sub(capped(zT), lseRow));
+        if (!foldDy) dz = tf.mul(dz, dy);
+        if (hits.length > 0) {
+          const idx = tf.tensor2d(hits, [hits.length / 2, 2], 'int32');
+          dz = tf.tensorScatterUpdate(dz, idx, tf.sub(tf.gatherND(dz, idx), dy) as tf.Tensor);
+        }
         if (cap != null) dz = tf.mul(dz, tf.sub(1, tf.square(tf.tanh(tf.div(zT, cap))))); // d(c·tanh(z/c))/dz
-        const dhNext = tf.add(dh, tf.matMul(tf.transpose(dz), E)) as tf.Tensor2D;
+        // explicit transposes on wasm (its transposed matmuls are ~10× slower); flags elsewhere
+        const dhPart = wasm ? tf.matMul(tf.transpose(dz), E) : tf.matMul(dz, E, true, false);
+        const dhNext = tf.add(dh, dhPart) as tf.Tensor2D;
         const dE = opts.frozenTable ? null : (tf.matMul(dz, hs) as tf.Tensor2D);
         return dE ? [dhNext, dE] : [dhNext];
       }) as [tf.Tensor2D, tf.Tensor2D?];

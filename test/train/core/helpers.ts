@@ -4,6 +4,7 @@ import { tinyConfig, tinyWeights } from '../../model/tiny.ts';
 import { Gemma3Model } from '../../../src/model/gemma3.ts';
 import type { Gemma3Config } from '../../../src/model/config.ts';
 import type { TensorMap } from '../../../src/io/tensors.ts';
+import type { Batch } from '../../../src/train/batches.ts';
 import type { TokenizedExample } from '../../../src/data/types.ts';
 import { Rng } from '../../../src/util/rng.ts';
 
@@ -62,3 +63,26 @@ export function setParam(model: Gemma3Model, name: string, data: Float32Array): 
   v.assign(t);
   t.dispose();
 }
+
+/** Σ over supervised positions of −log softmax, from the model's full logits and a float64 log-softmax in JS. */
+export function handLossSum(model: Gemma3Model, batch: Batch): number {
+  const { batchSize: B, seqLen: T } = batch;
+  const V = model.config.vocabSize;
+  const logits = tf.tidy(() => {
+    const h = model.hidden(tf.tensor2d(batch.inputIds, [B, T], 'int32'));
+    return model.logitsFromHidden(tf.reshape(h, [B * T, model.config.hiddenSize]) as tf.Tensor2D).dataSync();
+  });
+  let sum = 0;
+  for (let i = 0; i < B * T; i++) {
+    const y = batch.labels[i];
+    if (y === -100) continue;
+    const row = logits.subarray(i * V, (i + 1) * V);
+    let mx = -Infinity;
+    for (const x of row) mx = Math.max(mx, x);
+    let s = 0;
+    for (const x of row) s += Math.exp(x - mx);
+    sum += mx + Math.log(s) - row[y];
+  }
+  return sum;
+}
+

@@ -3,31 +3,9 @@ import * as tf from '@tensorflow/tfjs';
 import { makeBatch, type Batch } from '../../../src/train/batches.ts';
 import { supervisedLossSum } from '../../../src/train/loss.ts';
 import type { Gemma3Model } from '../../../src/model/gemma3.ts';
-import { PAD, coreConfig, coreModel, examples, maxAbs, maxAbsDiff } from './helpers.ts';
+import { PAD, coreConfig, coreModel, examples, handLossSum, maxAbs, maxAbsDiff } from './helpers.ts';
 
 tf.setBackend('cpu');
-
-/** Σ over supervised positions of −log softmax, from the model's full logits and a float64 log-softmax in JS. */
-function handLossSum(model: Gemma3Model, batch: Batch): number {
-  const { batchSize: B, seqLen: T } = batch;
-  const V = model.config.vocabSize;
-  const logits = tf.tidy(() => {
-    const h = model.hidden(tf.tensor2d(batch.inputIds, [B, T], 'int32'));
-    return model.logitsFromHidden(tf.reshape(h, [B * T, model.config.hiddenSize]) as tf.Tensor2D).dataSync();
-  });
-  let sum = 0;
-  for (let i = 0; i < B * T; i++) {
-    const y = batch.labels[i];
-    if (y === -100) continue;
-    const row = logits.subarray(i * V, (i + 1) * V);
-    let mx = -Infinity;
-    for (const x of row) mx = Math.max(mx, x);
-    let s = 0;
-    for (const x of row) s += Math.exp(x - mx);
-    sum += mx + Math.log(s) - row[y];
-  }
-  return sum;
-}
 
 /** The same loss built the plain autodiff way from logitsFromHidden over ALL positions (a reference for gradients). */
 function naiveLossSum(model: Gemma3Model, batch: Batch): tf.Scalar {
@@ -82,6 +60,18 @@ describe('supervisedLossSum', () => {
         const scale = maxAbs(ref.get(n)!);
         expect(scale, n).toBeGreaterThan(0);
         expect(maxAbsDiff(got.get(n)!, ref.get(n)!) / scale, n).toBeLessThan(2e-5);
+      }
+    }
+  });
+
+  it('an upstream gradient other than 1 (positive: folded into the exponent; negative: plain product) scales exactly', () => {
+    const names = ['model.embed_tokens.weight', 'model.layers.0.mlp.gate_proj.weight'];
+    const ref = gradsOf(model, names, () => naiveLossSum(model, batch));
+    for (const k of [0.037, -0.5]) {
+      const g = gradsOf(model, names, () => tf.mul(supervisedLossSum(model, batch, { chunkSize: 3 }), k) as tf.Scalar);
+      for (const n of names) {
+        const want = ref.get(n)!.map((x) => x * k);
+        expect(maxAbsDiff(g.get(n)!, want) / maxAbs(want), `${n} × ${k}`).toBeLessThan(2e-5);
       }
     }
   });
