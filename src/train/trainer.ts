@@ -340,7 +340,8 @@ export async function train(recipe: Recipe, opts: TrainOptions = {}): Promise<Su
           evalRow = evaluate();
           emit(evalRow);
           if (overfit.addEval(evalRow.step, evalRow.epoch, evalRow.loss)) {
-            reporter.note(`overfitting: ${overfit.verdict().message}${recipe.early_stopping.enabled ? ' — early stopping' : ' (advisory; training continues)'}`);
+            const bestPath = st.best ? `; best checkpoint: ${path.join(runDir, 'checkpoints', st.best.checkpoint)}` : '';
+            reporter.note(`${overfit.verdict().message}${bestPath}${recipe.early_stopping.enabled ? ' — early stopping' : ' (advisory; training continues)'}`);
             if (recipe.early_stopping.enabled) st.earlyStopped = true;
           }
         }
