@@ -30,7 +30,7 @@ function run(args: string[], onStdoutLine?: (line: string, kill: () => void) => 
 }
 
 describe('gemma-tune train (CLI)', () => {
-  it('Ctrl-C writes a resumable checkpoint and exits 130; --resume RUN_DIR finishes the run', async () => {
+  it('Ctrl-C writes a resumable checkpoint and exits 130; --resume RUN_DIR finishes the run; reproduce agrees', async () => {
     const ws = await workspace();
     const out = path.join(ws.dir, 'run');
     let sent = false;
@@ -53,6 +53,11 @@ describe('gemma-tune train (CLI)', () => {
     const rows = readMetrics(path.join(out, 'metrics.jsonl'));
     expect(rows.filter((r) => r.split === 'train').map((r) => r.step)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(rows.filter((r) => r.split === 'val').map((r) => r.step)).toEqual([2, 4, 6]);
+
+    // The interrupted + resumed run is reproduced bit for bit by a straight re-run in a fresh process.
+    const rep = await run(['reproduce', out, '--quiet']);
+    expect(rep.stdout).toMatch(/REPRODUCED: 9 metrics rows identical .*final weights bit-identical on backend wasm/);
+    expect(rep.code).toBe(0);
   });
 
   it('the quickstart recipe trains (shortened), the loss falls, --json prints the rows', async () => {
