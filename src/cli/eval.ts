@@ -14,6 +14,7 @@ interface EvalCliOptions {
   trainOn?: string;
   maxLength?: string;
   backend: string;
+  threads?: string;
   json?: boolean;
   out?: string;
   failBelow: string[];
@@ -35,6 +36,7 @@ export interface ParsedEvalOptions {
   trainOn?: TrainOn;
   maxLength?: number;
   backend: BackendName;
+  threads?: number;
   json: boolean;
   out?: string;
   gates: Gate[];
@@ -53,6 +55,7 @@ export function parseEvalOptions(o: EvalCliOptions): ParsedEvalOptions {
     trainOn: o.trainOn as TrainOn | undefined,
     maxLength: positiveInt(o.maxLength, '--max-length'),
     backend: o.backend as BackendName,
+    threads: positiveInt(o.threads, '--threads'),
     json: !!o.json,
     out: o.out,
     gates: [
@@ -80,6 +83,7 @@ export function registerEval(program: Command): void {
     .option('--train-on <mode>', `loss mask: ${TRAIN_ON_MODES.join(', ')} (default: the run's recipe, else assistant)`)
     .option('--max-length <n>', "token limit for the loss (default: the run's recipe, else 512)")
     .option('--backend <name>', `tfjs backend: ${BACKEND_NAMES.join(', ')}`, 'auto')
+    .option('--threads <n>', 'CPU threads for llama.cpp when a MODEL is a .gguf file (default: all cores)')
     .option('--json', 'print the full report as JSON on stdout (progress and the table go to stderr)')
     .option('--out <file>', 'write report.json here (default for a run directory: RUN/eval/report.json)')
     .option('--fail-below <metric=value>', 'exit 1 if any model scores below VALUE on METRIC (repeatable, for CI gates)', (v: string, acc: string[]) => [...acc, v], [] as string[])
@@ -94,6 +98,7 @@ export function registerEval(program: Command): void {
         trainOn: o.trainOn,
         maxLength: o.maxLength,
         backend: o.backend,
+        threads: o.threads,
         log: progress,
       });
       if (progress) process.stderr.write('\r\x1b[K');

@@ -32,6 +32,8 @@ export interface EvaluateOptions {
   /** Token limit for the loss (default: the run's data.max_length, else 512). */
   maxLength?: number;
   backend?: BackendName;
+  /** CPU threads for llama.cpp (.gguf models); default: all cores. */
+  threads?: number;
   /** Progress lines (default: none). */
   log?: (line: string) => void;
 }
@@ -151,8 +153,8 @@ export async function evaluateModel(m: EvalModel, data: EvalData, metrics: EvalM
 }
 
 /** Load a model spec for evaluation (.gguf → llama.cpp with the bundled tokenizer, anything else → tfjs). */
-export async function openEvalModel(spec: string, opts: { contextSize: number; backend?: BackendName }): Promise<EvalModel> {
-  if (isGgufSpec(spec)) return ggufEvalModel(spec, loadTokenizer(), { contextSize: opts.contextSize });
+export async function openEvalModel(spec: string, opts: { contextSize: number; backend?: BackendName; threads?: number }): Promise<EvalModel> {
+  if (isGgufSpec(spec)) return ggufEvalModel(spec, loadTokenizer(), { contextSize: opts.contextSize, threads: opts.threads });
   const lm = await loadModel(spec, { backend: opts.backend });
   return tfjsEvalModel(lm.model, lm.tokenizer, { name: spec, source: lm.dir, backend: lm.backend, dispose: () => lm.dispose() });
 }
@@ -176,7 +178,7 @@ export async function evaluate(models: ModelInput | ModelInput[], dataFile: stri
   const results: ModelResult[] = [];
   for (const spec of list) {
     const contextSize = Math.max(...data.examples.map((e) => Math.max(e.inputIds.length, (e.promptIds?.length ?? 0) + maxNewTokens))) + 8;
-    const model = typeof spec === 'string' ? await openEvalModel(spec, { contextSize, backend: opts.backend }) : spec;
+    const model = typeof spec === 'string' ? await openEvalModel(spec, { contextSize, backend: opts.backend, threads: opts.threads }) : spec;
     try {
       if (model.tokenizer && model.tokenizer !== dataTokenizer) {
         dataTokenizer = model.tokenizer;

@@ -16,35 +16,30 @@ async function importLlamaCpp(): Promise<LlamaCpp> {
   }
 }
 
-/**
- * Reads `general.architecture` from the header; anything but a Gemma 3 GGUF is a one-line UserError.
- * Returns the vocabulary size (length of tokenizer.ggml.tokens; Infinity if absent).
- */
-export async function checkGemma3Gguf(file: string): Promise<number> {
+/** Reads `general.architecture` from the header; anything but a Gemma 3 GGUF is a one-line UserError. */
+export async function checkGemma3Gguf(file: string): Promise<void> {
   const stat = fs.statSync(file, { throwIfNoEntry: false });
   if (!stat) throw new UserError(`${file}: no such file`);
   if (!stat.isFile()) throw new UserError(`${file}: not a file (expected a .gguf model file)`);
   const { readGgufFileInfo } = await importLlamaCpp();
   let arch: unknown;
-  let vocab = Infinity;
   try {
-    const info = await readGgufFileInfo(file, { readTensorInfo: false, logWarnings: false, sourceType: 'filesystem' });
-    const md = info.metadata as { general?: { architecture?: unknown }; tokenizer?: { ggml?: { tokens?: unknown } } };
-    arch = md?.general?.architecture;
-    const toks = md?.tokenizer?.ggml?.tokens;
-    if (Array.isArray(toks)) vocab = toks.length;
+    const ignoreKeys = ['tokens', 'scores', 'token_type', 'merges'].map((k) => `tokenizer.ggml.${k}`); // large; not needed here
+    const info = await readGgufFileInfo(file, { readTensorInfo: false, logWarnings: false, sourceType: 'filesystem', ignoreKeys });
+    arch = (info.metadata as { general?: { architecture?: unknown } })?.general?.architecture;
   } catch (e) {
     throw new UserError(`${file}: not a readable GGUF file (${(e as Error).message.split('\n')[0]})`);
   }
   if (arch !== 'gemma3') {
     throw new UserError(`${file}: general.architecture is ${JSON.stringify(arch ?? null)}, expected "gemma3" (gemma-tune evaluates Gemma 3 models only)`);
   }
-  return vocab;
 }
 
 export interface GgufEvalOptions {
   /** Longest sequence evaluated (prompt + answer, or prompt + generated tokens). */
   contextSize: number;
+  /** llama.cpp CPU threads (default: node-llama-cpp's choice, all cores). 1 avoids spin-wait stalls on a busy machine. */
+  threads?: number;
 }
 
 /**
@@ -52,19 +47,22 @@ export interface GgufEvalOptions {
  * the float model's numbers), one sequence, cleared between examples.
  */
 export async function ggufEvalModel(file: string, tokenizer: GemmaTokenizer, opts: GgufEvalOptions): Promise<EvalModel> {
-  const nVocab = await checkGemma3Gguf(file);
+  await checkGemma3Gguf(file);
   const lc = await importLlamaCpp();
   const llama = await lc.getLlama({ gpu: false, build: 'never', usePrebuiltBinaries: true, skipDownload: true, logLevel: lc.LlamaLogLevel.error });
   const model = await llama.loadModel({ modelPath: file });
+  const vocabTokens = (model.fileInfo.metadata as { tokenizer?: { ggml?: { tokens?: unknown } } })?.tokenizer?.ggml?.tokens;
+  const nVocab = Array.isArray(vocabTokens) ? vocabTokens.length : Infinity;
   const contextSize = Math.max(64, opts.contextSize);
   const context = await model.createContext({
     contextSize,
     batchSize: Math.min(contextSize, 512),
     sequences: 1,
+    ...(opts.threads ? { threads: opts.threads } : {}),
     flashAttention: false,
     experimentalKvCacheKeyType: 'F32',
     experimentalKvCacheValueType: 'F32',
-  });
+  }).catch(async (e) => { await model.dispose(); throw e; });
   const sequence = context.getSequence();
   const checkIds = (ids: number[]) => {
     for (const id of ids) if (id >= nVocab) throw new UserError(`${file}: token id ${id} is outside the model's vocabulary (${nVocab}); was it exported from a Gemma 3 checkpoint?`);
