@@ -46,6 +46,7 @@ async function resolveSource(spec: string, checkpoint: string | undefined): Prom
     if (checkpoint) {
       if (!/^(best|final|step-\d+)$/.test(checkpoint)) throw new UsageError(`--checkpoint must be best, final or step-N, got "${checkpoint}"`);
       dir = path.join(local, 'checkpoints', checkpoint);
+      if (fs.statSync(dir, { throwIfNoEntry: false })?.isFile()) dir = path.resolve(local, 'checkpoints', fs.readFileSync(dir, 'utf8').trim()); // best as a file naming it
       if (!fs.existsSync(path.join(dir, 'config.json'))) {
         const have = fs.readdirSync(path.join(local, 'checkpoints')).filter((n) => fs.existsSync(path.join(local, 'checkpoints', n, 'config.json')));
         throw new UserError(`run directory ${spec} has no checkpoint "${checkpoint}" (available: ${have.join(', ') || 'none'})`);

@@ -123,7 +123,7 @@ function encodeTensor(data: Float32Array, shape: number[], type: GgmlType, what:
   const rowLen = shape[shape.length - 1];
   switch (type) {
     case GgmlType.F32:
-      return new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength));
+      return new Uint8Array(data.buffer, data.byteOffset, data.byteLength); // a view: written out at once, never copied
     case GgmlType.F16: {
       const h = new Uint16Array(data.length);
       for (let i = 0; i < data.length; i++) h[i] = f32ToF16Bits(data[i]);
