@@ -9,6 +9,8 @@ import type { TrainOn } from '../../src/data/labels.ts';
 import { evaluate } from '../../src/eval/evaluate.ts';
 import { logitChunkRows, sequenceNll, tfjsEvalModel } from '../../src/eval/tfjs-model.ts';
 import { CHAT_ROWS, handNll, tmpDir, writeJsonl } from './helpers.ts';
+import { evalLoss } from '../../src/train/step.ts';
+import { makeBatch } from '../../src/train/batches.ts';
 
 let dir: string, dataFile: string, m: LoadedModel;
 
@@ -66,6 +68,15 @@ describe('eval loss / perplexity (float model)', () => {
     const r = await evaluate(tfjsEvalModel(m.model, m.tokenizer, { name: 'in-memory' }), dataFile, { metrics: ['loss'], maxLength: 24 });
     expect(r.models[0].supervisedTokens).toBe(hand.tokens);
     expect(Math.abs(r.models[0].metrics.loss! / hand.loss - 1)).toBeLessThan(1e-6);
+  });
+
+  it("agrees with the trainer's validation loss (evalLoss over padded batches of the same prepareData examples)", async () => {
+    const data = { train: dataFile, validation: dataFile, format: 'auto' as const, max_length: 512, train_on: 'assistant' as const, truncation: 'truncate' as const };
+    const { val } = await prepareData(data, m.tokenizer, 0);
+    const trainer = evalLoss(m.model, [makeBatch(val.slice(0, 2), m.tokenizer.padId), makeBatch(val.slice(2), m.tokenizer.padId)]);
+    const r = await evaluate(tfjsEvalModel(m.model, m.tokenizer, { name: 'in-memory' }), dataFile, { metrics: ['loss'] });
+    expect(r.models[0].supervisedTokens).toBe(trainer.supervisedTokens);
+    expect(Math.abs(r.models[0].metrics.loss! / trainer.loss - 1)).toBeLessThan(1e-4); // trainer sums in float32
   });
 
   it('computes logits in chunks: more supervised positions than one chunk still match', async () => {
