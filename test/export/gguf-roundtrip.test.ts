@@ -280,6 +280,32 @@ describe('GGUF writer', () => {
     expect(p.metadata['b' as never]).toEqual([1, -1]);
   });
 
+  it('encodes every metadata value type, arrays included', async () => {
+    const file = path.join(tmp, 'types.gguf');
+    const T = GGUFValueType;
+    const kv: [string, { type: number; value: unknown; elementType?: number }][] = [
+      ['u8', { type: T.UINT8, value: 200 }], ['i8', { type: T.INT8, value: -100 }],
+      ['u16', { type: T.UINT16, value: 60000 }], ['i16', { type: T.INT16, value: -30000 }],
+      ['u32', { type: T.UINT32, value: 4e9 }], ['i32', { type: T.INT32, value: -2e9 }],
+      ['f32', { type: T.FLOAT32, value: 0.1 }], ['bool', { type: T.BOOL, value: true }],
+      ['str', { type: T.STRING, value: 'héllo ▁ 世界' }], ['u64', { type: T.UINT64, value: 2n ** 40n + 3n }],
+      ['i64', { type: T.INT64, value: -(2n ** 40n) }], ['f64', { type: T.FLOAT64, value: 0.1 }],
+      ['arr.str', { type: T.ARRAY, elementType: T.STRING, value: ['a', '', '▁b'] }],
+      ['arr.f32', { type: T.ARRAY, elementType: T.FLOAT32, value: [1.5, -1000] }],
+      ['arr.empty', { type: T.ARRAY, elementType: T.INT32, value: [] }],
+    ];
+    await writeGguf(file, kv as never, []);
+    const p = await gguf(file, { allowLocalFile: true, typedMetadata: true });
+    const md = p.typedMetadata as Record<string, { value: unknown; type: number; subType?: number }>;
+    for (const [key, v] of kv) {
+      expect([key, md[key].type]).toEqual([key, v.type]);
+      const want = v.type === T.FLOAT32 ? Math.fround(v.value as number) : v.value;
+      expect([key, md[key].value]).toEqual([key, want]);
+      if (v.elementType !== undefined) expect([key, md[key].subType]).toEqual([key, v.elementType]);
+    }
+    expect(p.tensorInfos).toEqual([]);
+  });
+
   it('leaves an existing file untouched when writing fails midway', async () => {
     const file = path.join(tmp, 'keep.gguf');
     fs.writeFileSync(file, 'old');
