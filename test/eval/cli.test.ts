@@ -84,6 +84,8 @@ describe('gemma-tune eval', () => {
       [[(fs.writeFileSync(path.join(root, 'text.gguf'), 'hello'), path.join(root, 'text.gguf')), '--data', data], /^error: .*text\.gguf: not a readable GGUF file/],
       [[ckpt, '--data', NO_ASSISTANT], /^error: .*no-assistant\.jsonl:1: messages: no "assistant" message .*\(and 1 more problem; see gemma-tune validate .*\)$/],
       [[ckpt, '--data', path.join(root, 'missing.jsonl')], /^error: .*missing\.jsonl: no such file$/],
+      [[ckpt, '--data', writeJsonl(path.join(root, 'plain.jsonl'), [{ text: 'Kree sells glow-pebbles.' }]), '--metrics', 'loss,exact_match'],
+        /^error: .*plain\.jsonl: generation metrics \(exact_match\) need chat data with an assistant answer per example; this file is plain text$/],
     ];
     fs.mkdirSync(path.join(root, 'empty-dir'));
     for (const [args, re] of cases) {

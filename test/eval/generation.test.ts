@@ -100,6 +100,15 @@ describe('generation metrics through evaluate', () => {
     expect(r.models[0].examples[1].reference).toBe('Two, then.');
   });
 
+  it('plain text data: loss and perplexity only, no generation', async () => {
+    const file = writeJsonl(path.join(tmpDir('gen'), 'plain.jsonl'), [{ text: 'Kree sells glow-pebbles.' }, { text: 'Rust is the gold of Mars.' }]);
+    const m = scripted({});
+    const r = await evaluate(m, file, {});
+    expect(r.metrics).toEqual(['loss', 'perplexity']);
+    expect(m.prompts).toEqual([]);
+    expect(r.models[0].supervisedTokens).toBe(tok.encode('Kree sells glow-pebbles.').length + tok.encode('Rust is the gold of Mars.').length);
+  });
+
   it('a real tiny checkpoint: greedy output equals LoadedModel.generate, scores 1 against itself and 0 against another answer', async () => {
     const root = tmpDir('gen-real');
     const dir = path.join(root, 'ckpt');
