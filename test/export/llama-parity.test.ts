@@ -21,6 +21,7 @@ import { exportGguf } from '../../src/export/gguf-export.ts';
 import { quantizeQ4_0, dequantizeQ4_0 } from '../../src/quant/q4_0.ts';
 import { quantizeQ8_0, dequantizeQ8_0 } from '../../src/quant/q8_0.ts';
 import { Rng } from '../../src/util/rng.ts';
+import { roundToBf16, roundToF16 } from '../../src/quant/half.ts';
 import { tokenizerCorpus } from './tokenizer-corpus.ts';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gguf-llama-'));
@@ -169,6 +170,32 @@ describe('F32 GGUF: llama.cpp logits and greedy decoding equal our forward pass'
       expect(mine.length).toBeGreaterThan(3);
     }
     expect(lmodel.tokens.eos).toBe(loadTokenizer().eosId);
+  });
+
+  it('F16, BF16 and Q8_0 exports run in llama.cpp and match our forward on the same rounded weights', async () => {
+    const rounders: Record<'f16' | 'bf16' | 'q8_0', (t: Float32Array, rowLen: number) => Float32Array> = {
+      f16: (t) => t.map(roundToF16),
+      bf16: (t) => t.map(roundToBf16),
+      q8_0: (t, rowLen) => dequantizeQ8_0(quantizeQ8_0(t, rowLen), t.length),
+    };
+    const ids = [2, ...Array.from({ length: 20 }, (_, i) => 494 + ((i * 37) % (V - 494)))];
+    for (const [dtype, round] of Object.entries(rounders) as ['f16' | 'bf16' | 'q8_0', (t: Float32Array, r: number) => Float32Array][]) {
+      const f = path.join(tmp, `m-${dtype}.gguf`);
+      await exportGguf({ config: cfg, weights, tokenizerDir: defaultTokenizerDir() }, f, { dtype });
+      const rw: TensorMap = new Map([...weights].map(([n, t]) => [n, t.shape.length === 1 ? t : { shape: t.shape, data: round(t.data, t.shape[1]) }]));
+      const m = Gemma3Model.fromWeights(cfg, rw);
+      const { seq: s2 } = await load(f);
+      const a = await llamaLogits(s2, ids, V), b = ourLogits(m, ids);
+      m.dispose();
+      let max = 0, sum = 0, agree = 0;
+      for (let i = 0; i < a.length; i++) { const d = Math.abs(a[i] - b[i]); max = Math.max(max, d); sum += d; }
+      for (let p = 0; p < ids.length; p++) if (argmaxRow(a, p, V).best === argmaxRow(b, p, V).best) agree++;
+      console.log(`llama.cpp ${dtype} vs our forward on ${dtype}-rounded weights: max |Δ| ${max.toExponential(2)}, mean |Δ| ${(sum / a.length).toExponential(2)}, argmax ${agree}/${ids.length}`);
+      // llama.cpp rounds activations too (to f16/bf16/q8 inside those matmuls), so this is looser than F32
+      // (measured: f16 mean 8.8e-4, bf16 6.6e-3, q8_0 2.5e-2)
+      expect([dtype, sum / a.length <= (dtype === 'q8_0' ? 5e-2 : 2e-2)]).toEqual([dtype, true]);
+      expect([dtype, agree / ids.length >= 0.9]).toEqual([dtype, true]);
+    }
   });
 
   it('int4 export: Q4_0 linears and Q8_0 embedding are the reference quantization of our weights, and llama.cpp runs it', async () => {
