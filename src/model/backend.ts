@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.ts';
+import { registerCpuSpeedups } from '../perf/register.ts';
 
 export type BackendName = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
 export const BACKEND_NAMES: BackendName[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
@@ -84,5 +85,6 @@ export async function initBackend(name: BackendName | string = 'auto'): Promise<
     if (name === 'wasm') throw new UserError('backend "wasm" could not be initialised (@tensorflow/tfjs-backend-wasm failed to load)');
   }
   if (!(await use('cpu'))) throw new UserError('backend "cpu" could not be initialised');
+  registerCpuSpeedups(); // faster cpu kernels; native multithreaded sgemm for matmuls when the addon is built (src/perf)
   return 'cpu';
 }

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { nativeMatMulActive } from '../perf/kernels.ts';
 
 /**
  * Numeric building blocks of the Gemma 3 forward pass, all differentiable on the cpu AND wasm backends.
@@ -209,6 +210,9 @@ function mm(a: tf.Tensor, b: tf.Tensor): tf.Tensor {
  * pass, so this wins whenever the matmul does real work (on cpu it is neutral).
  */
 export function matMulFast<T extends tf.Tensor>(a: T, b: tf.Tensor, transA = false, transB = false): T {
+  // cpu with the native sgemm (src/perf): transposes are free inside the kernel, so tfjs's own flag-based matMul
+  // and gradient avoid every explicit transpose (e.g. of the [tokens, 262144] logits gradient)
+  if (nativeMatMulActive() && tf.getBackend() === 'cpu') return tf.matMul(a, b, transA, transB) as T;
   const yLongLived = b instanceof tf.Variable; // (the saved copy below is a plain Tensor sharing its buffer)
   const f = tf.customGrad(((x: tf.Tensor, y: tf.Tensor, save: tf.GradSaveFunc) => {
     save([x, y]);
@@ -241,8 +245,10 @@ export function matMulFast<T extends tf.Tensor>(a: T, b: tf.Tensor, transA = fal
  * embedding is frozen, so the backward pass does not build the dense [vocab, hidden] gradient (671 MB for 270M).
  */
 export function matMulConstRight<T extends tf.Tensor>(a: T, b: tf.Tensor2D, transB = false): T {
+  const native = nativeMatMulActive() && tf.getBackend() === 'cpu'; // see matMulFast
   const f = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
     save([x]);
+    if (native) return { value: tf.matMul(x, b, false, transB), gradFunc: (dy: tf.Tensor) => [tf.matMul(dy, b, false, !transB)] };
     const value = transB && x.rank === 2 && b.size > x.size + x.shape[0] * b.shape[0]
       ? swapLast(tf.matMul(b, swapLast(x)))
       : mm(x, transB ? swapLast(b) : b);

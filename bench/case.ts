@@ -1,0 +1,121 @@
+// One benchmark configuration (model × backend), run in a child process by bench.ts.
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/model/backend.ts';
+import { presetConfig } from '../src/model/config.ts';
+import { randomWeights } from '../src/model/weights.ts';
+import { Gemma3Model } from '../src/model/gemma3.ts';
+import { generateIds } from '../src/model/generate.ts';
+import { Rng } from '../src/util/rng.ts';
+import { loadNativeGemm, nativeGemmError } from '../src/perf/native.ts';
+import { matMulThreads, nativeMatMulActive } from '../src/perf/kernels.ts';
+import { loadStepImpl, type BenchExample } from './step-impl.ts';
+
+export interface CaseOptions {
+  model: string; backend: string; steps: number; warmup: number; batch: number; seq: number; gen: number;
+  forward: boolean; train: boolean; threads: number;
+}
+
+export interface CaseResult {
+  model: string; backend: string; matmul: string; native_error: string | null; threads: number;
+  batch: number; seq: number; supervised_tokens: number;
+  matmul_gflops: number;
+  train_step_impl: string | null; step_s: number[]; step_s_median: number | null; train_tokens_per_s: number | null;
+  forward_s_median: number | null; forward_tokens_per_s: number | null;
+  gen_tokens: number; gen_tokens_per_s: number | null;
+  peak_rss_gb: number; params: number; losses: number[];
+}
+
+const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const n = s.length; return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2; };
+const now = () => performance.now() / 1000;
+
+/** GFLOP/s of one untransposed [512, 640]·[640, 2048] product (the 270M MLP shape), best of 3. */
+export function measureMatMul(): number {
+  const M = 512, K = 640, N = 2048;
+  const rng = new Rng(1);
+  const a = tf.tensor2d(Float32Array.from({ length: M * K }, () => rng.normal()), [M, K]);
+  const b = tf.tensor2d(Float32Array.from({ length: K * N }, () => rng.normal()), [K, N]);
+  let best = Infinity;
+  for (let i = 0; i < 4; i++) {
+    const t0 = now();
+    const c = tf.matMul(a, b);
+    c.dataSync();
+    const dt = now() - t0;
+    c.dispose();
+    if (i > 0) best = Math.min(best, dt);
+  }
+  a.dispose(); b.dispose();
+  return (2 * M * N * K) / best / 1e9;
+}
+
+/** Synthetic batch: random ids; the second half of each row supervised (labels = next token). */
+export function syntheticExamples(batch: number, seq: number, vocab: number, seed: number): BenchExample[] {
+  const rng = new Rng(seed);
+  const out: BenchExample[] = [];
+  for (let b = 0; b < batch; b++) {
+    const ids = Array.from({ length: seq }, () => 2 + rng.int(vocab - 2));
+    const labels = ids.map((_, t) => (t >= seq / 2 - 1 && t < seq - 1 ? ids[t + 1] : -100));
+    out.push({ inputIds: ids, labels });
+  }
+  return out;
+}
+
+export async function runCase(o: CaseOptions, log: (m: string) => void): Promise<CaseResult> {
+  const backend = await initBackend(o.backend === 'wasm' ? 'wasm' : 'cpu');
+  if (o.threads && nativeMatMulActive()) loadNativeGemm()!.setThreads(o.threads);
+  const matmul = nativeMatMulActive() ? `native-${loadNativeGemm()!.simd()}` : 'tfjs';
+  const gflops = measureMatMul();
+  log(`  backend ${backend}, matmul ${matmul} x${matMulThreads()}: ${gflops.toFixed(1)} GFLOP/s`);
+
+  const cfg = presetConfig(o.model)!;
+  let weights: ReturnType<typeof randomWeights> | null = randomWeights(cfg, 0);
+  const model = Gemma3Model.fromWeights(cfg, weights);
+  weights.clear(); weights = null;
+  let params = 0;
+  for (const v of model.params.values()) params += v.size;
+  const examples = syntheticExamples(o.batch, o.seq, cfg.vocabSize, 7);
+  const supervised = examples.reduce((s, e) => s + e.labels.filter((l) => l >= 0).length, 0);
+  const tokens = o.batch * o.seq;
+  const impl = await loadStepImpl(model);
+
+  const stepS: number[] = [], losses: number[] = [];
+  if (o.train) {
+    for (let i = 0; i < o.warmup + o.steps; i++) {
+      const t0 = now();
+      const loss = await impl.train(examples);
+      const dt = now() - t0;
+      losses.push(loss);
+      if (i >= o.warmup) stepS.push(dt);
+      log(`  ${i < o.warmup ? 'warm-up' : 'step'} ${i + 1}: ${dt.toFixed(2)} s, loss ${loss.toFixed(4)}, ${tf.memory().numTensors} tensors, rss ${(process.memoryUsage().rss / 2 ** 30).toFixed(2)} GB`);
+    }
+  }
+  const fwdS: number[] = [];
+  if (o.forward) {
+    for (let i = 0; i < 1 + Math.min(o.steps, 3); i++) {
+      const t0 = now();
+      await impl.forward(examples);
+      if (i > 0) fwdS.push(now() - t0);
+    }
+    log(`  forward: ${median(fwdS).toFixed(2)} s`);
+  }
+  let genRate: number | null = null;
+  if (o.gen > 0) {
+    const prompt = examples[0].inputIds.slice(0, 16);
+    const stamps: number[] = [];
+    await generateIds(model, prompt, { maxNewTokens: o.gen + 1, temperature: 0, onToken: () => stamps.push(now()) });
+    // decode rate with the KV cache: tokens after the first (whose time is the prompt's prefill)
+    if (stamps.length > 1) genRate = (stamps.length - 1) / (stamps[stamps.length - 1] - stamps[0]);
+    log(`  generate: ${genRate?.toFixed(1)} tok/s`);
+  }
+  impl.dispose();
+  model.dispose();
+  const stepMed = stepS.length ? median(stepS) : null;
+  const fwdMed = fwdS.length ? median(fwdS) : null;
+  return {
+    model: o.model, backend, matmul, native_error: backend === 'cpu' ? nativeGemmError() : null, threads: matMulThreads(),
+    batch: o.batch, seq: o.seq, supervised_tokens: supervised, matmul_gflops: gflops,
+    train_step_impl: o.train ? impl.name : null, step_s: stepS, step_s_median: stepMed, train_tokens_per_s: stepMed ? tokens / stepMed : null,
+    forward_s_median: fwdMed, forward_tokens_per_s: fwdMed ? tokens / fwdMed : null,
+    gen_tokens: o.gen, gen_tokens_per_s: genRate,
+    peak_rss_gb: (process.resourceUsage().maxRSS * 1024) / 1e9, params, losses,
+  };
+}

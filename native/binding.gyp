@@ -1,0 +1,12 @@
+{
+  "targets": [
+    {
+      "target_name": "gemm",
+      "sources": ["gemm.cc"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags_cc": ["-O3", "-march=native", "-std=c++17", "-fno-math-errno"],
+      "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-O3", "-march=native", "-std=c++17"] },
+      "ldflags": ["-pthread"]
+    }
+  ]
+}

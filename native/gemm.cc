@@ -1,0 +1,401 @@
+// Multithreaded fp32 GEMM for the tfjs cpu backend: C = op(A) · op(B), row-major, with optional transposes and
+// batch strides. Blocked the usual way (pack a KC×NC panel of B and an MC×KC panel of A, then a 6×16 AVX2/FMA
+// register-tile micro-kernel); transposes are absorbed by the packing, so callers never materialise them.
+// Every output element is accumulated in the same order whatever the thread count, so results are deterministic.
+// Without AVX2/FMA at compile time a plain C++ path is used (still correct, just slower).
+#include <node_api.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define GT_AVX2 1
+#else
+#define GT_AVX2 0
+#endif
+
+namespace {
+
+constexpr int MR = 6, NR = 16;
+constexpr int KC = 256, MC = 120, NC = 3072;
+
+// op(X)[r, c] = p[r * rs + c * cs]
+struct View {
+  const float* p;
+  long rs, cs;
+};
+
+struct Buffers {
+  float* a = nullptr;
+  float* b = nullptr;
+  Buffers() {
+    a = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * MC * KC));
+    b = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * KC * NC));
+  }
+  ~Buffers() {
+    std::free(a);
+    std::free(b);
+  }
+};
+
+thread_local Buffers* tlBuf = nullptr;
+Buffers& buffers() {
+  if (!tlBuf) tlBuf = new Buffers();  // one per thread, lives as long as the thread
+  return *tlBuf;
+}
+
+// Packs op(A)[i0:i0+mc, k0:k0+kc] into MR-row panels, k-major inside a panel; rows past mc are zero.
+void packA(const View& A, long i0, long k0, int mc, int kc, float* out) {
+  for (int ir = 0; ir < mc; ir += MR) {
+    const int m = std::min(MR, mc - ir);
+    float* dst = out + (long)ir * kc;
+    if (A.cs == 1) {
+      for (int i = 0; i < MR; i++) {
+        if (i < m) {
+          const float* src = A.p + (i0 + ir + i) * A.rs + k0;
+          for (int k = 0; k < kc; k++) dst[k * MR + i] = src[k];
+        } else {
+          for (int k = 0; k < kc; k++) dst[k * MR + i] = 0.f;
+        }
+      }
+    } else {
+      for (int k = 0; k < kc; k++) {
+        const float* src = A.p + (i0 + ir) * A.rs + (k0 + k) * A.cs;
+        for (int i = 0; i < MR; i++) dst[k * MR + i] = i < m ? src[i * A.rs] : 0.f;
+      }
+    }
+  }
+}
+
+// Packs op(B)[k0:k0+kc, j0:j0+nc] into NR-column panels, k-major inside a panel; columns past nc are zero.
+void packB(const View& B, long k0, long j0, int kc, int nc, float* out) {
+  for (int jr = 0; jr < nc; jr += NR) {
+    const int n = std::min(NR, nc - jr);
+    float* dst = out + (long)jr * kc;
+    if (B.cs == 1) {
+      for (int k = 0; k < kc; k++) {
+        const float* src = B.p + (k0 + k) * B.rs + j0 + jr;
+        float* d = dst + k * NR;
+        if (n == NR) {
+          std::memcpy(d, src, sizeof(float) * NR);
+        } else {
+          for (int j = 0; j < NR; j++) d[j] = j < n ? src[j] : 0.f;
+        }
+      }
+    } else {
+      // transposed B (e.g. a [out, in] weight): read along k, which is contiguous in memory
+      for (int j = 0; j < NR; j++) {
+        if (j < n) {
+          const float* src = B.p + k0 * B.rs + (j0 + jr + j) * B.cs;
+          for (int k = 0; k < kc; k++) dst[k * NR + j] = src[k * B.rs];
+        } else {
+          for (int k = 0; k < kc; k++) dst[k * NR + j] = 0.f;
+        }
+      }
+    }
+  }
+}
+
+// C[0:MR, 0:NR] (row stride ldc) = (accumulate ? C : 0) + Apanel · Bpanel over kc.
+void kernel(int kc, const float* a, const float* b, float* c, long ldc, bool accumulate) {
+#if GT_AVX2
+  __m256 acc[MR][2];
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+  for (int k = 0; k < kc; k++) {
+    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; i++) {
+      const __m256 ai = _mm256_broadcast_ss(a + i);
+      acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+    }
+    a += MR;
+    b += NR;
+  }
+#pragma GCC unroll 6
+  for (int i = 0; i < MR; i++) {
+    float* ci = c + i * ldc;
+    if (accumulate) {
+      acc[i][0] = _mm256_add_ps(acc[i][0], _mm256_loadu_ps(ci));
+      acc[i][1] = _mm256_add_ps(acc[i][1], _mm256_loadu_ps(ci + 8));
+    }
+    _mm256_storeu_ps(ci, acc[i][0]);
+    _mm256_storeu_ps(ci + 8, acc[i][1]);
+  }
+#else
+  float acc[MR][NR] = {};
+  for (int k = 0; k < kc; k++)
+    for (int i = 0; i < MR; i++)
+      for (int j = 0; j < NR; j++) acc[i][j] += a[k * MR + i] * b[k * NR + j];
+  for (int i = 0; i < MR; i++)
+    for (int j = 0; j < NR; j++) c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.f) + acc[i][j];
+#endif
+}
+
+// C[i0:i1, j0:j1] of C = op(A)·op(B), C row-major with row stride ldc.
+void gemmRange(const View& A, const View& B, float* C, long ldc, long K, long i0, long i1, long j0, long j1) {
+  Buffers& buf = buffers();
+  alignas(64) float tile[MR * NR];
+  for (long jc = j0; jc < j1; jc += NC) {
+    const int nc = (int)std::min<long>(NC, j1 - jc);
+    for (long pc = 0; pc < K; pc += KC) {
+      const int kc = (int)std::min<long>(KC, K - pc);
+      const bool acc = pc > 0;
+      packB(B, pc, jc, kc, nc, buf.b);
+      for (long ic = i0; ic < i1; ic += MC) {
+        const int mc = (int)std::min<long>(MC, i1 - ic);
+        packA(A, ic, pc, mc, kc, buf.a);
+        for (int jr = 0; jr < nc; jr += NR) {
+          const int n = std::min(NR, nc - jr);
+          for (int ir = 0; ir < mc; ir += MR) {
+            const int m = std::min(MR, mc - ir);
+            float* c = C + (ic + ir) * ldc + jc + jr;
+            const float* ap = buf.a + (long)ir * kc;
+            const float* bp = buf.b + (long)jr * kc;
+            if (m == MR && n == NR) {
+              kernel(kc, ap, bp, c, ldc, acc);
+            } else {
+              kernel(kc, ap, bp, tile, NR, false);
+              for (int i = 0; i < m; i++)
+                for (int j = 0; j < n; j++) c[i * ldc + j] = (acc ? c[i * ldc + j] : 0.f) + tile[i * NR + j];
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// When K == 0 the product is all zeros.
+void zeroRange(float* C, long ldc, long i0, long i1, long j0, long j1) {
+  for (long i = i0; i < i1; i++) std::fill(C + i * ldc + j0, C + i * ldc + j1, 0.f);
+}
+
+// ---- a tiny persistent thread pool: the caller runs task 0, workers the rest ----
+class Pool {
+ public:
+  explicit Pool(int n) { resize(n); }
+  ~Pool() { stop(); }
+  int size() const { return (int)workers_.size() + 1; }
+  void resize(int n) {
+    stop();
+    quit_ = false;
+    n = std::max(1, std::min(n, 64));
+    // a new worker must not mistake the last finished generation for new work
+    for (int t = 1; t < n; t++) workers_.emplace_back([this, t, g = gen_] { loop(t, g); });
+  }
+  // Runs fn(t) for t in [0, size()), blocking until all are done.
+  void run(const std::function<void(int)>& fn) {
+    if (workers_.empty()) {
+      fn(0);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      fn_ = &fn;
+      pending_ = (int)workers_.size();
+      gen_++;
+    }
+    cv_.notify_all();
+    fn(0);
+    std::unique_lock<std::mutex> lk(m_);
+    done_.wait(lk, [this] { return pending_ == 0; });
+    fn_ = nullptr;
+  }
+
+ private:
+  void loop(int t, uint64_t seen) {
+    for (;;) {
+      const std::function<void(int)>* fn;
+      {
+        std::unique_lock<std::mutex> lk(m_);
+        cv_.wait(lk, [&] { return quit_ || gen_ != seen; });
+        if (quit_) return;
+        seen = gen_;
+        fn = fn_;
+      }
+      (*fn)(t);
+      {
+        std::lock_guard<std::mutex> lk(m_);
+        if (--pending_ == 0) done_.notify_one();
+      }
+    }
+  }
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      quit_ = true;
+    }
+    cv_.notify_all();
+    for (auto& w : workers_) w.join();
+    workers_.clear();
+  }
+  std::vector<std::thread> workers_;
+  std::mutex m_;
+  std::condition_variable cv_, done_;
+  const std::function<void(int)>* fn_ = nullptr;
+  int pending_ = 0;
+  uint64_t gen_ = 0;
+  bool quit_ = false;
+};
+
+Pool* pool = nullptr;
+std::mutex callMutex;  // one product at a time per process (worker_threads share the pool)
+
+int defaultThreads() {
+  if (const char* s = std::getenv("GEMMA_TUNE_THREADS")) {
+    const int n = std::atoi(s);
+    if (n > 0) return n;
+  }
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw ? (int)hw : 1;
+}
+
+// Splits [0, len) into `parts` pieces aligned to `align` and returns piece t.
+void split(long len, int parts, int t, long align, long* lo, long* hi) {
+  const long units = (len + align - 1) / align;
+  const long per = units / parts, extra = units % parts;
+  const long u0 = t * per + std::min<long>(t, extra);
+  const long u1 = u0 + per + (t < extra ? 1 : 0);
+  *lo = std::min(len, u0 * align);
+  *hi = std::min(len, u1 * align);
+}
+
+// One (M×K)·(K×N) product, spread over the pool along the larger output dimension.
+void gemm(const View& A, const View& B, float* C, long M, long N, long K) {
+  const int T = pool->size();
+  const double flops = 2.0 * M * N * K;
+  const bool parallel = T > 1 && flops > 2e6;
+  const bool byRows = M / MR >= N / NR;
+  auto body = [&](int t) {
+    long lo, hi;
+    const int parts = parallel ? T : 1;
+    if (!parallel && t > 0) return;
+    split(byRows ? M : N, parts, t, byRows ? MR : NR, &lo, &hi);
+    if (lo >= hi) return;
+    const long i0 = byRows ? lo : 0, i1 = byRows ? hi : M;
+    const long j0 = byRows ? 0 : lo, j1 = byRows ? N : hi;
+    if (K == 0) zeroRange(C, N, i0, i1, j0, j1);
+    else gemmRange(A, B, C, N, K, i0, i1, j0, j1);
+  };
+  if (parallel) pool->run(body);
+  else body(0);
+}
+
+// ---- N-API glue ----
+#define CHECK(call)                                                   \
+  do {                                                                \
+    if ((call) != napi_ok) {                                          \
+      napi_throw_error(env, nullptr, "gemm: N-API call failed: " #call); \
+      return nullptr;                                                 \
+    }                                                                 \
+  } while (0)
+
+bool getF32(napi_env env, napi_value v, float** data, size_t* len) {
+  bool is = false;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return false;
+  napi_typedarray_type type;
+  void* ptr;
+  napi_value ab;
+  size_t off;
+  if (napi_get_typedarray_info(env, v, &type, len, &ptr, &ab, &off) != napi_ok) return false;
+  if (type != napi_float32_array) return false;
+  *data = static_cast<float*>(ptr);
+  return true;
+}
+
+// matmul(a, b, c, batch, M, N, K, transA, transB, aBatchStride, bBatchStride)
+// c[batch, M, N] = op(a[i]) · op(b[i]); a batch stride of 0 broadcasts that operand.
+napi_value Matmul(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value argv[11];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  if (argc != 11) {
+    napi_throw_type_error(env, nullptr, "gemm.matmul: expected 11 arguments");
+    return nullptr;
+  }
+  float *a, *b, *c;
+  size_t la, lb, lc;
+  if (!getF32(env, argv[0], &a, &la) || !getF32(env, argv[1], &b, &lb) || !getF32(env, argv[2], &c, &lc)) {
+    napi_throw_type_error(env, nullptr, "gemm.matmul: a, b and c must be Float32Arrays");
+    return nullptr;
+  }
+  int64_t n[5];
+  for (int i = 0; i < 4; i++) CHECK(napi_get_value_int64(env, argv[3 + i], &n[i]));
+  bool ta, tb;
+  CHECK(napi_get_value_bool(env, argv[7], &ta));
+  CHECK(napi_get_value_bool(env, argv[8], &tb));
+  int64_t sa, sb;
+  CHECK(napi_get_value_int64(env, argv[9], &sa));
+  CHECK(napi_get_value_int64(env, argv[10], &sb));
+  const long batch = n[0], M = n[1], N = n[2], K = n[3];
+  if (batch < 0 || M < 0 || N < 0 || K < 0 || sa < 0 || sb < 0) {
+    napi_throw_range_error(env, nullptr, "gemm.matmul: negative size");
+    return nullptr;
+  }
+  // bounds: the last batch item of each operand must fit
+  const auto need = [](long stride, long batch, long items) { return batch == 0 ? 0 : stride * (batch - 1) + items; };
+  if ((size_t)need(sa, batch, M * K) > la || (size_t)need(sb, batch, K * N) > lb || (size_t)(batch * M * N) > lc) {
+    napi_throw_range_error(env, nullptr, "gemm.matmul: array too small for the given shape");
+    return nullptr;
+  }
+  std::lock_guard<std::mutex> lk(callMutex);
+  for (long i = 0; i < batch; i++) {
+    const View A = ta ? View{a + i * sa, 1, M} : View{a + i * sa, K, 1};
+    const View B = tb ? View{b + i * sb, 1, K} : View{b + i * sb, N, 1};
+    gemm(A, B, c + i * M * N, M, N, K);
+  }
+  return nullptr;
+}
+
+napi_value SetThreads(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  int32_t n = 0;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &n) != napi_ok || n < 1) {
+    napi_throw_range_error(env, nullptr, "gemm.setThreads: expected a positive integer");
+    return nullptr;
+  }
+  std::lock_guard<std::mutex> lk(callMutex);
+  pool->resize(n);
+  return nullptr;
+}
+
+napi_value GetThreads(napi_env env, napi_callback_info) {
+  napi_value out;
+  CHECK(napi_create_int32(env, pool->size(), &out));
+  return out;
+}
+
+napi_value Simd(napi_env env, napi_callback_info) {
+  napi_value out;
+  CHECK(napi_create_string_utf8(env, GT_AVX2 ? "avx2-fma" : "scalar", NAPI_AUTO_LENGTH, &out));
+  return out;
+}
+
+napi_value Init(napi_env env, napi_value exports) {
+  if (!pool) pool = new Pool(defaultThreads());
+  napi_property_descriptor props[] = {
+      {"matmul", nullptr, Matmul, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"threads", nullptr, GetThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"simd", nullptr, Simd, nullptr, nullptr, nullptr, napi_default, nullptr},
+  };
+  CHECK(napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props));
+  return exports;
+}
+
+}  // namespace
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)

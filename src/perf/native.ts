@@ -1,0 +1,50 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+/** The optional N-API addon built from native/gemm.cc (see native/build.mjs). */
+export interface NativeGemm {
+  /**
+   * c[batch, M, N] = op(a[i]) · op(b[i]) for row-major fp32 arrays; op transposes when transA/transB.
+   * A batch stride of 0 broadcasts that operand over the batch. Synchronous, multithreaded.
+   */
+  matmul(a: Float32Array, b: Float32Array, c: Float32Array, batch: number, M: number, N: number, K: number,
+    transA: boolean, transB: boolean, aBatchStride: number, bBatchStride: number): void;
+  setThreads(n: number): void;
+  threads(): number;
+  /** 'avx2-fma' or 'scalar' (how it was compiled). */
+  simd(): string;
+}
+
+export const NATIVE_ADDON_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native/build/Release/gemm.node');
+
+let cached: { gemm: NativeGemm | null; error: string | null } | null = null;
+
+/**
+ * Loads the addon once. Returns null (and remembers why, see `nativeGemmError`) when it was not built, fails to
+ * load, or `GEMMA_TUNE_NATIVE=0` disables it. `file` overrides the path (tests use a missing one).
+ */
+export function loadNativeGemm(file: string = NATIVE_ADDON_PATH): NativeGemm | null {
+  if (cached && file === NATIVE_ADDON_PATH) return cached.gemm;
+  let res: { gemm: NativeGemm | null; error: string | null };
+  if (process.env.GEMMA_TUNE_NATIVE === '0') {
+    res = { gemm: null, error: 'disabled by GEMMA_TUNE_NATIVE=0' };
+  } else if (!fs.existsSync(file)) {
+    res = { gemm: null, error: `not built (${file} missing; run \`npm run build:native\`)` };
+  } else {
+    try {
+      res = { gemm: createRequire(import.meta.url)(file) as NativeGemm, error: null };
+    } catch (e) {
+      res = { gemm: null, error: `failed to load ${file}: ${(e as Error).message}` };
+    }
+  }
+  if (file === NATIVE_ADDON_PATH) cached = res;
+  return res.gemm;
+}
+
+/** Why the default addon is unavailable, or null when it loaded. */
+export function nativeGemmError(): string | null {
+  loadNativeGemm();
+  return cached!.error;
+}

@@ -1,0 +1,12 @@
+import { registerFastCpuKernels } from './cpu-kernels.ts';
+import { registerNativeMatMul } from './kernels.ts';
+
+/**
+ * Speed-ups for the tfjs cpu backend, registered by initBackend('cpu'): faster JS kernels for broadcasting
+ * binary ops / Slice / Transpose (always), and the native multithreaded sgemm for matmuls when the addon is built.
+ * Returns whether the native matmul is active.
+ */
+export function registerCpuSpeedups(): boolean {
+  registerFastCpuKernels();
+  return registerNativeMatMul();
+}
