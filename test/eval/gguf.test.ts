@@ -13,7 +13,7 @@ let report: EvalReport;
 beforeAll(async () => {
   const root = tmpDir('gguf');
   const ckpt = path.join(root, 'ckpt');
-  const { config, weights } = await writeTinyCheckpoint(ckpt, { config: { num_hidden_layers: 2 }, std: 0.1, seed: 3 });
+  const { config, weights } = await writeTinyCheckpoint(ckpt, { config: { num_hidden_layers: 2, sliding_window: 16 }, std: 0.1, seed: 3 }); // examples are longer than the window
   const gguf = path.join(root, 'tiny-f32.gguf');
   await exportGguf({ config, weights, tokenizerDir: defaultTokenizerDir() }, gguf, { dtype: 'f32' });
   const data = writeJsonl(path.join(root, 'val.jsonl'), CHAT_ROWS);
