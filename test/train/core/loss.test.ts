@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { makeBatch, type Batch } from '../../../src/train/batches.ts';
 import { supervisedLossSum } from '../../../src/train/loss.ts';
 import type { Gemma3Model } from '../../../src/model/gemma3.ts';
+import { onBackend } from '../../model/helpers.ts';
 import { PAD, coreConfig, coreModel, examples, handLossSum, maxAbs, maxAbsDiff } from './helpers.ts';
 
 tf.setBackend('cpu');
@@ -104,5 +105,20 @@ describe('supervisedLossSum', () => {
     expect(tf.memory().numTensors).toBe(n);
     const bad = makeBatch([{ inputIds: [1, 2], labels: [512, -100] }], PAD);
     expect(() => supervisedLossSum(model, bad)).toThrow(/label 512 outside the vocabulary/);
+  });
+
+  it('on wasm (its own logit layout and Softmax-based logSumExp): value and gradients equal cpu\'s, with soft-capping', async () => {
+    const cfg = coreConfig({ final_logit_softcapping: 3.0 });
+    const names = ['model.embed_tokens.weight', 'model.layers.0.self_attn.k_proj.weight'];
+    const run = (be: 'cpu' | 'wasm') => onBackend(be, () => {
+      const { model: m } = coreModel(cfg);
+      const value = tf.tidy(() => supervisedLossSum(m, batch, { chunkSize: 5 }).dataSync()[0]);
+      const g = gradsOf(m, names, () => supervisedLossSum(m, batch, { chunkSize: 5 }));
+      m.dispose();
+      return { value, g };
+    });
+    const c = await run('cpu'), w = await run('wasm');
+    expect(Math.abs(w.value - c.value) / c.value).toBeLessThan(1e-5);
+    for (const n of names) expect(maxAbsDiff(w.g.get(n)!, c.g.get(n)!) / maxAbs(c.g.get(n)!), n).toBeLessThan(1e-4);
   });
 });
