@@ -15,6 +15,16 @@ export interface AdamWOptions {
   eps?: number;
   epsilon?: number;
   weightDecay: number;
+  /** Which parameters get weight decay (default: all, as torch.optim.AdamW on one param group). See `hfDecays`. */
+  decays?: (name: string) => boolean;
+}
+
+/**
+ * HF Trainer's split (`get_decay_parameter_names`): no weight decay for biases and normalization weights
+ * (every Gemma norm name contains "norm"). Pass as `decays` to match a transformers run with weight_decay > 0.
+ */
+export function hfDecays(name: string): boolean {
+  return !/bias|norm/i.test(name);
 }
 
 /**
@@ -39,6 +49,7 @@ export class AdamW {
   private readonly beta2: number;
   private readonly eps: number;
   private readonly weightDecay: number;
+  private readonly decays: (name: string) => boolean;
   private readonly m = new Map<string, tf.Variable>();
   private readonly v = new Map<string, tf.Variable>();
   private t = 0;
@@ -52,6 +63,7 @@ export class AdamW {
     if (!(eps >= 0) || !(opts.weightDecay >= 0)) throw new Error('AdamW: eps and weightDecay must be >= 0');
     this.params = params;
     this.beta1 = opts.beta1; this.beta2 = opts.beta2; this.eps = eps; this.weightDecay = opts.weightDecay;
+    this.decays = opts.decays ?? (() => true);
   }
 
   /** Optimizer steps taken so far (torch's state['step']). */
@@ -73,9 +85,9 @@ export class AdamW {
     const bc1 = 1 - Math.pow(this.beta1, t);
     const bc2Sqrt = Math.sqrt(1 - Math.pow(this.beta2, t));
     const stepSize = lr / bc1;
-    const decay = 1 - lr * this.weightDecay;
     for (const [name, g] of grads) {
       const p = this.params.get(name)!;
+      const decay = this.decays(name) ? 1 - lr * this.weightDecay : 1;
       const m = this.moment(this.m, name, p);
       const v = this.moment(this.v, name, p);
       assignFrom(m, () => tf.add(tf.mul(m, this.beta1), tf.mul(g, 1 - this.beta1)));

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { AdamW } from '../../../src/train/adamw.ts';
+import { AdamW, hfDecays } from '../../../src/train/adamw.ts';
 
 tf.setBackend('cpu');
 
@@ -115,5 +115,19 @@ describe('AdamW', () => {
     opt.dispose();
     expect(tf.memory().numTensors).toBe(n - 2);
     g.get('w')!.dispose(); params.get('w')!.dispose();
+  });
+
+  it('decays: only the selected parameters get weight decay; hfDecays leaves norms out like HF Trainer', () => {
+    const params = vars({ 'model.layers.0.mlp.up_proj.weight': { data: [1], shape: [1] }, 'model.layers.0.input_layernorm.weight': { data: [1], shape: [1] } });
+    const opt = new AdamW(params, { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.5, decays: hfDecays });
+    const zero = new Map([...params.keys()].map((k) => [k, tf.zeros([1])]));
+    opt.step(zero, 0.1); // a zero gradient: only the decay moves a weight
+    expect(params.get('model.layers.0.mlp.up_proj.weight')!.dataSync()[0]).toBeCloseTo(0.95, 7);
+    expect(params.get('model.layers.0.input_layernorm.weight')!.dataSync()[0]).toBe(1);
+    expect(hfDecays('model.embed_tokens.weight')).toBe(true);
+    expect(hfDecays('model.layers.3.self_attn.q_norm.weight')).toBe(false);
+    expect(hfDecays('model.norm.weight')).toBe(false);
+    for (const t of zero.values()) t.dispose();
+    opt.dispose(); for (const v of params.values()) v.dispose();
   });
 });
