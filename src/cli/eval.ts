@@ -7,7 +7,7 @@ import { evaluate, parseMetricList, runDataSettings, type EvalReport } from '../
 import { failedGates, formatTable, parseGate, writeReport, type Gate } from '../eval/report.ts';
 
 interface EvalCliOptions {
-  data: string;
+  data?: string;
   metrics?: string;
   maxNewTokens: string;
   maxExamples?: string;
@@ -29,7 +29,7 @@ function positiveInt(v: string | undefined, flag: string): number | undefined {
 }
 
 export interface ParsedEvalOptions {
-  data: string;
+  data?: string;
   metrics?: ReturnType<typeof parseMetricList>;
   maxNewTokens: number;
   maxExamples?: number;
@@ -76,7 +76,7 @@ export function registerEval(program: Command): void {
     .command('eval')
     .description('Loss, perplexity and task metrics (exact match, JSON validity, field F1, ...) for one or more models, side by side')
     .argument('<model...>', 'run directory, HF checkpoint directory, hub id, preset:NAME, or FILE.gguf (llama.cpp); several → one table')
-    .requiredOption('--data <file>', 'JSONL dataset (any format `validate` accepts); generation metrics score the last assistant turn')
+    .option('--data <file>', "JSONL dataset (any format `validate` accepts; generation metrics score the last assistant turn); default for a run directory: its recipe's data.validation")
     .option('--metrics <list>', 'comma-separated: loss, perplexity, exact_match, normalized_match, json_valid, json_field_f1, accuracy, avg_length (default: loss, perplexity + those that fit the data)')
     .option('--max-new-tokens <n>', 'token limit for each generated answer', '128')
     .option('--max-examples <n>', 'evaluate only the first N examples')
@@ -90,8 +90,10 @@ export function registerEval(program: Command): void {
     .option('--fail-above <metric=value>', 'exit 1 if any model is above VALUE on METRIC, for loss/perplexity (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .action(async (models: string[], raw: EvalCliOptions) => {
       const o = parseEvalOptions(raw);
+      const data = o.data ?? models.map((m) => runDataSettings(m)?.validation).find((v) => v !== undefined);
+      if (!data) throw new UsageError('--data FILE is required (only a run directory whose recipe has data.validation supplies a default)');
       const progress = process.stderr.isTTY ? (s: string) => process.stderr.write(`\r${s}\x1b[K`) : undefined;
-      const report: EvalReport = await evaluate(models, o.data, {
+      const report: EvalReport = await evaluate(models, data, {
         metrics: o.metrics,
         maxNewTokens: o.maxNewTokens,
         maxExamples: o.maxExamples,

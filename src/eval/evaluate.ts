@@ -80,14 +80,15 @@ export function isGgufSpec(spec: string): boolean {
 }
 
 /** A gemma-tune run directory (has checkpoints/) → its resolved recipe's data settings, if readable. */
-export function runDataSettings(spec: string): { trainOn?: TrainOn; maxLength?: number } | null {
+export function runDataSettings(spec: string): { trainOn?: TrainOn; maxLength?: number; validation?: string } | null {
   if (isGgufSpec(spec) || presetConfig(spec)) return null;
   const dir = path.resolve(spec);
   if (!fs.existsSync(path.join(dir, 'checkpoints')) || fs.existsSync(path.join(dir, 'config.json'))) return null;
   try {
-    const recipe = parseYaml(fs.readFileSync(path.join(dir, 'recipe.yaml'), 'utf8')) as { data?: { train_on?: unknown; max_length?: unknown } };
+    const recipe = parseYaml(fs.readFileSync(path.join(dir, 'recipe.yaml'), 'utf8')) as { data?: { train_on?: unknown; max_length?: unknown; validation?: unknown } };
     const d = recipe?.data ?? {};
     return {
+      validation: typeof d.validation === 'string' && d.validation ? path.resolve(dir, d.validation) : undefined,
       trainOn: (TRAIN_ON_MODES as readonly unknown[]).includes(d.train_on) ? (d.train_on as TrainOn) : undefined,
       maxLength: Number.isInteger(d.max_length) && (d.max_length as number) > 0 ? (d.max_length as number) : undefined,
     };

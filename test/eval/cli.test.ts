@@ -41,13 +41,13 @@ beforeAll(async () => {
   run = path.join(root, 'run');
   ckpt = path.join(run, 'checkpoints', 'final');
   await writeTinyCheckpoint(ckpt, { config: { num_hidden_layers: 2 }, seed: 5 });
-  fs.writeFileSync(path.join(run, 'recipe.yaml'), 'name: t\ndata:\n  train_on: last\n  max_length: 64\n');
   data = writeJsonl(path.join(root, 'val.jsonl'), CHAT_ROWS);
+  fs.writeFileSync(path.join(run, 'recipe.yaml'), `name: t\ndata:\n  validation: ${data}\n  train_on: last\n  max_length: 64\n`);
 });
 
 describe('gemma-tune eval', () => {
-  it('run dir: recipe masking defaults, RUN/eval/report.json, side-by-side table with the same checkpoint', async () => {
-    const r = await cli(run, ckpt, '--data', data, '--metrics', 'loss,perplexity', '--fail-below', 'perplexity=1', '--backend', 'wasm');
+  it('run dir: recipe data/masking defaults, RUN/eval/report.json, side-by-side table with the same checkpoint', async () => {
+    const r = await cli(run, ckpt, '--metrics', 'loss,perplexity', '--fail-below', 'perplexity=1', '--backend', 'wasm');
     expect(r.stderr).not.toMatch(/error/);
     expect(r.code).toBe(0);
     const report = JSON.parse(fs.readFileSync(path.join(run, 'eval', 'report.json'), 'utf8'));
@@ -103,11 +103,15 @@ describe('gemma-tune eval', () => {
       [['--fail-below', 'exact_match=high'], /"high" is not a number/],
       [['--train-on', 'everything'], /--train-on must be one of assistant, last, all/],
       [['--max-new-tokens', '0'], /--max-new-tokens must be a positive integer/],
+      [['--data'], /option '--data <file>' argument missing/],
     ] as [string[], RegExp][]) {
       const r = await cli(ckpt, '--data', data, ...args);
       expect(r.code, args.join(' ')).toBe(2);
       expect(r.stderr).toMatch(re);
     }
+    const noData = await cli(ckpt);
+    expect(noData.code).toBe(2);
+    expect(noData.stderr).toBe('error: --data FILE is required (only a run directory whose recipe has data.validation supplies a default)\n');
   });
 
   it('the real binary: exit code 1 and no stack trace', async () => {
