@@ -29,8 +29,18 @@ export function looksSpecial(t: string): boolean {
   );
 }
 
-/** tokens / scores / token types, `vocabSize` entries (the embedding's row count). */
+const vocabCache = new WeakMap<GemmaTokenizer, Map<number, GgufVocab>>();
+
+/** tokens / scores / token types, `vocabSize` entries (the embedding's row count). Cached per tokenizer; do not mutate. */
 export function buildVocab(tok: GemmaTokenizer, vocabSize: number): GgufVocab {
+  let bySize = vocabCache.get(tok);
+  if (!bySize) vocabCache.set(tok, (bySize = new Map()));
+  let v = bySize.get(vocabSize);
+  if (!v) bySize.set(vocabSize, (v = computeVocab(tok, vocabSize)));
+  return v;
+}
+
+function computeVocab(tok: GemmaTokenizer, vocabSize: number): GgufVocab {
   const src = `${tok.dir}/tokenizer.json`;
   const model = tok.tokenizerJson.model as { type?: string; vocab?: Record<string, number>; merges?: (string | [string, string])[]; unk_token?: string } | undefined;
   if (!model || model.type !== 'BPE' || typeof model.vocab !== 'object' || !Array.isArray(model.merges)) {
