@@ -124,7 +124,8 @@ export function headCrossEntropySum(h: tf.Tensor2D, table: tf.Tensor2D, targets:
     const lseRow = tf.reshape(foldDy ? tf.sub(lse, Math.log(dyv)) : lse, [1, M]);
     const wasm = tf.getBackend() === 'wasm';
     const hsT = wasm ? tf.transpose(hs) : null;
-    let dh = tf.zeros([M, D]) as tf.Tensor2D;
+    const dhTransposed = wasm && D < M;
+    let dh = tf.zeros(dhTransposed ? [D, M] : [M, D]) as tf.Tensor2D;
     const dTable: tf.Tensor2D[] = [];
     for (let v0 = 0; v0 < V; v0 += vs) {
       const nv = Math.min(vs, V - v0);
@@ -142,7 +143,8 @@ export function headCrossEntropySum(h: tf.Tensor2D, table: tf.Tensor2D, targets:
         }
         if (cap != null) dz = tf.mul(dz, tf.sub(1, tf.square(tf.tanh(tf.div(zT, cap))))); // d(c·tanh(z/c))/dz
         // explicit transposes on wasm (its transposed matmuls are ~10× slower); flags elsewhere
-        const dhPart = wasm ? tf.matMul(tf.transpose(dz), E) : tf.matMul(dz, E, true, false);
+        // dh (kept as dhᵀ [D, M] on wasm: transposing the [nv, D] slice is cheaper than the [nv, M] block when D < M)
+        const dhPart = !wasm ? tf.matMul(dz, E, true, false) : dhTransposed ? tf.matMul(tf.transpose(E), dz) : tf.matMul(tf.transpose(dz), E);
         const dhNext = tf.add(dh, dhPart) as tf.Tensor2D;
         const dE = opts.frozenTable ? null : (tf.matMul(dz, hs) as tf.Tensor2D);
         return dE ? [dhNext, dE] : [dhNext];
@@ -151,6 +153,7 @@ export function headCrossEntropySum(h: tf.Tensor2D, table: tf.Tensor2D, targets:
       dh = dhNext;
       if (dE) dTable.push(dE);
     }
+    if (dhTransposed) dh = tf.transpose(dh);
     if (opts.frozenTable) return [dh];
     return [dh, dTable.length === 1 ? dTable[0] : tf.concat(dTable, 0)];
   });

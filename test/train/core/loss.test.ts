@@ -110,15 +110,21 @@ describe('supervisedLossSum', () => {
   it('on wasm (its own logit layout and Softmax-based logSumExp): value and gradients equal cpu\'s, with soft-capping', async () => {
     const cfg = coreConfig({ final_logit_softcapping: 3.0 });
     const names = ['model.embed_tokens.weight', 'model.layers.0.self_attn.k_proj.weight'];
-    const run = (be: 'cpu' | 'wasm') => onBackend(be, () => {
-      const { model: m } = coreModel(cfg);
-      const value = tf.tidy(() => supervisedLossSum(m, batch, { chunkSize: 5 }).dataSync()[0]);
-      const g = gradsOf(m, names, () => supervisedLossSum(m, batch, { chunkSize: 5 }));
-      m.dispose();
-      return { value, g };
-    });
-    const c = await run('cpu'), w = await run('wasm');
-    expect(Math.abs(w.value - c.value) / c.value).toBeLessThan(1e-5);
-    for (const n of names) expect(maxAbsDiff(w.g.get(n)!, c.g.get(n)!) / maxAbs(c.g.get(n)!), n).toBeLessThan(1e-4);
+    // fewer and more supervised rows than the hidden width (32): the wasm backward keeps dh or dhᵀ accordingly
+    const big = makeBatch(examples(12, 22), PAD);
+    expect(batch.numSupervised).toBeLessThan(32);
+    expect(big.numSupervised).toBeGreaterThan(32);
+    for (const b of [batch, big]) {
+      const run = (be: 'cpu' | 'wasm') => onBackend(be, () => {
+        const { model: m } = coreModel(cfg);
+        const value = tf.tidy(() => supervisedLossSum(m, b, { chunkSize: 5 }).dataSync()[0]);
+        const g = gradsOf(m, names, () => supervisedLossSum(m, b, { chunkSize: 5 }));
+        m.dispose();
+        return { value, g };
+      });
+      const c = await run('cpu'), w = await run('wasm');
+      expect(Math.abs(w.value - c.value) / c.value).toBeLessThan(1e-5);
+      for (const n of names) expect(maxAbsDiff(w.g.get(n)!, c.g.get(n)!) / maxAbs(c.g.get(n)!), n).toBeLessThan(1e-4);
+    }
   });
 });
