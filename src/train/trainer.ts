@@ -20,7 +20,7 @@ import type { TokenizedExample } from '../data/types.ts';
 import { Rng } from '../util/rng.ts';
 import { UserError } from '../errors.ts';
 import { makeBatch, type Batch } from './batches.ts';
-import { AdamW } from './adamw.ts';
+import { AdamW, hfDecays } from './adamw.ts';
 import { lrAt } from './schedule.ts';
 import { evalLoss, trainStep } from './step.ts';
 import { makeQatWeightFn } from '../quant/fakequant.ts';
@@ -198,8 +198,9 @@ export async function train(recipe: Recipe, opts: TrainOptions = {}): Promise<Su
   base.weights.clear();
   const frozen = frozenNames(model.params.keys(), t.freeze);
   const trainable = [...model.params.keys()].filter((n) => !frozen.has(n));
+  // Weight decay skips the norm weights, as the HF Trainer's default parameter groups do (no effect at decay 0).
   const opt = new AdamW(model.params, {
-    beta1: t.adam_beta1, beta2: t.adam_beta2, epsilon: t.adam_epsilon, weightDecay: t.weight_decay,
+    beta1: t.adam_beta1, beta2: t.adam_beta2, epsilon: t.adam_epsilon, weightDecay: t.weight_decay, decays: hfDecays,
   });
   if (resumeFrom) {
     const snap = await readOptimizer(resumeFrom.dir);
