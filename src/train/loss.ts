@@ -86,6 +86,10 @@ export function headCrossEntropySum(h: tf.Tensor2D, table: tf.Tensor2D, targets:
   const capped = (z: tf.Tensor) => (cap == null ? z : tf.mul(tf.tanh(tf.div(z, cap)), cap));
 
   const forward = (hIn: tf.Tensor2D, tb: tf.Tensor2D, save: tf.GradSaveFunc | null) => {
+    const wasm = tf.getBackend() === 'wasm';
+    // On wasm every [rows, vocab] block needs a transpose (see below); when the hidden width is below the number
+    // of rows, one transposed copy of the table [D, V] moves less memory than transposing each logits block.
+    const tbT = wasm && D < M ? tf.transpose(tb) : null;
     const lses: tf.Tensor1D[] = [];
     let total: tf.Scalar = tf.scalar(0);
     for (let r0 = 0; r0 < M; r0 += rowsPerBlock) {
@@ -95,8 +99,7 @@ export function headCrossEntropySum(h: tf.Tensor2D, table: tf.Tensor2D, targets:
         // [n, V] block, so logSumExp reduces the innermost axis (reducing another axis makes tfjs transpose the
         // whole block first). On wasm: (table·hcᵀ)ᵀ with explicit transposes — the table stays the left operand
         // (XNNPACK keeps a packed copy of right operands) and wasm's transposed matmuls are slow.
-        const wasm = tf.getBackend() === 'wasm';
-        const z = capped(wasm ? tf.transpose(tf.matMul(tb, tf.transpose(hc))) : tf.matMul(hc, tb, false, true));
+        const z = capped(tbT ? tf.matMul(hc, tbT) : wasm ? tf.transpose(tf.matMul(tb, tf.transpose(hc))) : tf.matMul(hc, tb, false, true));
         // wasm has a native Softmax kernel (2.5× faster than its logSumExp): the row max has probability
         // 1/Σexp(z − max), so lse = max − log(max softmax).
         const lse = (wasm ? tf.sub(tf.max(z, 1), tf.log(tf.max(tf.softmax(z), 1))) : tf.logSumExp(z, 1)) as tf.Tensor1D;
@@ -109,6 +112,7 @@ export function headCrossEntropySum(h: tf.Tensor2D, table: tf.Tensor2D, targets:
       total = tf.add(prev, part);
       prev.dispose(); part.dispose();
     }
+    tbT?.dispose();
     const lse = lses.length === 1 ? lses[0] : tf.concat(lses);
     // The table is saved even when frozen: a weightFn output would otherwise be freed before the backward.
     if (save) save([hIn, tb, lse]);
@@ -125,6 +129,7 @@ export function headCrossEntropySum(h: tf.Tensor2D, table: tf.Tensor2D, targets:
     const wasm = tf.getBackend() === 'wasm';
     const hsT = wasm ? tf.transpose(hs) : null;
     const dhTransposed = wasm && D < M;
+    const tbT = dhTransposed ? tf.transpose(tb) : null; // column slices of it are the Eᵀ blocks
     let dh = tf.zeros(dhTransposed ? [D, M] : [M, D]) as tf.Tensor2D;
     const dTable: tf.Tensor2D[] = [];
     for (let v0 = 0; v0 < V; v0 += vs) {
@@ -143,8 +148,8 @@ export function headCrossEntropySum(h: tf.Tensor2D, table: tf.Tensor2D, targets:
         }
         if (cap != null) dz = tf.mul(dz, tf.sub(1, tf.square(tf.tanh(tf.div(zT, cap))))); // d(c·tanh(z/c))/dz
         // explicit transposes on wasm (its transposed matmuls are ~10× slower); flags elsewhere
-        // dh (kept as dhᵀ [D, M] on wasm: transposing the [nv, D] slice is cheaper than the [nv, M] block when D < M)
-        const dhPart = !wasm ? tf.matMul(dz, E, true, false) : dhTransposed ? tf.matMul(tf.transpose(E), dz) : tf.matMul(tf.transpose(dz), E);
+        // dh (kept as dhᵀ [D, M] on wasm when D < M: a slice of the transposed table instead of transposing the block)
+        const dhPart = !wasm ? tf.matMul(dz, E, true, false) : tbT ? tf.matMul(tf.slice(tbT, [0, v0], [D, nv]), dz) : tf.matMul(tf.transpose(dz), E);
         const dhNext = tf.add(dh, dhPart) as tf.Tensor2D;
         const dE = opts.frozenTable ? null : (tf.matMul(dz, hs) as tf.Tensor2D);
         return dE ? [dhNext, dE] : [dhNext];
