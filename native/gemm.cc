@@ -1,11 +1,13 @@
-// Multithreaded fp32 GEMM for the tfjs cpu backend: C = op(A) · op(B), row-major, with optional transposes and
+// Native kernels for the tfjs cpu backend. Multithreaded fp32 GEMM: C = op(A) · op(B), row-major, with optional transposes and
 // batch strides. Blocked the usual way (pack a KC×NC panel of B and an MC×KC panel of A, then a 6×16 AVX2/FMA
 // register-tile micro-kernel); transposes are absorbed by the packing, so callers never materialise them.
 // Every output element is accumulated in the same order whatever the thread count, so results are deterministic.
 // Without AVX2/FMA at compile time a plain C++ path is used (still correct, just slower).
+// Also a fused AdamW update (one pass over parameter, moments and gradient; see Adamw below).
 #include <node_api.h>
 
 #include <algorithm>
+#include <cmath>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -358,6 +360,67 @@ napi_value Matmul(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// ---- AdamW (torch.optim.AdamW semantics), one fused pass over p, m, v ----
+// Every operation is a separately rounded float op in the same order as the tfjs-ops version in
+// src/train/adamw.ts (the build uses -ffp-contract=off so nothing is fused into FMAs), so the result is
+// bit-identical to it on the cpu backend. Outputs may alias inputs (in-place update).
+struct AdamScalars {
+  float b1, omb1, b2, omb2, bc2, eps, decay, step, scale;
+};
+
+void adamwRange(const float* p, const float* m, const float* v, const float* g, float* po, float* mo, float* vo,
+                const AdamScalars& s, long i0, long i1) {
+  const bool decay = s.decay != 1.f, scaled = s.scale != 1.f;
+  for (long i = i0; i < i1; i++) {
+    const float gi = scaled ? g[i] * s.scale : g[i];  // gradient clipping's g·coef
+    const float mi = m[i] * s.b1 + gi * s.omb1;
+    const float vi = v[i] * s.b2 + (gi * gi) * s.omb2;
+    const float denom = std::sqrt(vi) / s.bc2 + s.eps;
+    const float pd = decay ? p[i] * s.decay : p[i];
+    po[i] = pd - (mi / denom) * s.step;
+    mo[i] = mi;
+    vo[i] = vi;
+  }
+}
+
+// adamw(p, m, v, g, pOut, mOut, vOut, [b1, 1-b1, b2, 1-b2, sqrt(1-b2^t), eps, 1-lr*wd, lr/(1-b1^t), gradScale] as Float32Array)
+napi_value Adamw(napi_env env, napi_callback_info info) {
+  size_t argc = 8;
+  napi_value argv[8];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  float* a[8];
+  size_t len[8];
+  for (size_t i = 0; i < 8; i++) {
+    if (i >= argc || !getF32(env, argv[i], &a[i], &len[i])) {
+      napi_throw_type_error(env, nullptr, "gemm.adamw: expected 8 Float32Arrays");
+      return nullptr;
+    }
+  }
+  const long n = (long)len[0];
+  for (int i = 1; i < 7; i++) {
+    if ((long)len[i] != n) {
+      napi_throw_range_error(env, nullptr, "gemm.adamw: p, m, v, g and outputs must have the same length");
+      return nullptr;
+    }
+  }
+  if (len[7] != 9) {
+    napi_throw_range_error(env, nullptr, "gemm.adamw: expected 9 scalars");
+    return nullptr;
+  }
+  const float* c = a[7];
+  const AdamScalars s{c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8]};
+  std::lock_guard<std::mutex> lk(callMutex);
+  const int T = pool->size();
+  auto body = [&](int t) {
+    long lo, hi;
+    split(n, T, t, 64, &lo, &hi);
+    if (lo < hi) adamwRange(a[0], a[1], a[2], a[3], a[4], a[5], a[6], s, lo, hi);
+  };
+  if (n > 65536 && T > 1) pool->run(body);
+  else adamwRange(a[0], a[1], a[2], a[3], a[4], a[5], a[6], s, 0, n);
+  return nullptr;
+}
+
 napi_value SetThreads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -388,6 +451,7 @@ napi_value Init(napi_env env, napi_value exports) {
   if (!pool) pool = new Pool(defaultThreads());
   napi_property_descriptor props[] = {
       {"matmul", nullptr, Matmul, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"adamw", nullptr, Adamw, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"threads", nullptr, GetThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"simd", nullptr, Simd, nullptr, nullptr, nullptr, napi_default, nullptr},

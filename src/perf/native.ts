@@ -11,6 +11,11 @@ export interface NativeGemm {
    */
   matmul(a: Float32Array, b: Float32Array, c: Float32Array, batch: number, M: number, N: number, K: number,
     transA: boolean, transB: boolean, aBatchStride: number, bBatchStride: number): void;
+  /**
+   * Fused AdamW: pOut/mOut/vOut from p, m, v, g (outputs may alias inputs). `s` = float32 [β1, 1−β1, β2, 1−β2,
+   * sqrt(1−β2^t), eps, 1−lr·wd, lr/(1−β1^t), gradScale]. Bit-identical to the tfjs-ops version on the cpu backend.
+   */
+  adamw(p: Float32Array, m: Float32Array, v: Float32Array, g: Float32Array, pOut: Float32Array, mOut: Float32Array, vOut: Float32Array, s: Float32Array): void;
   setThreads(n: number): void;
   threads(): number;
   /** 'avx2-fma' or 'scalar' (how it was compiled). */

@@ -7,6 +7,7 @@
 // of the largest parameter (the 671 MB tied embedding of the 270M model) are alive at once.
 import * as tf from '@tensorflow/tfjs';
 import type { TensorMap } from '../io/tensors.ts';
+import { fusedAdamWUpdate, ownedZerosVariable } from '../perf/adamw.ts';
 
 export interface AdamWOptions {
   beta1: number;
@@ -71,9 +72,10 @@ export class AdamW {
 
   /**
    * One update with learning rate `lr`. Parameters without an entry in `grads` (frozen) are left untouched and
-   * get no moments. `grads` stay owned by the caller.
+   * get no moments. `grads` stay owned by the caller. `gradScale` ≠ 1 uses g·gradScale (rounded to float32, as
+   * an explicit multiply would) in place of g: gradient clipping without materialising clipped copies.
    */
-  step(grads: Map<string, tf.Tensor>, lr: number): void {
+  step(grads: Map<string, tf.Tensor>, lr: number, gradScale = 1): void {
     for (const name of grads.keys()) {
       const p = this.params.get(name);
       if (!p) throw new Error(`AdamW: gradient for unknown parameter ${name}`);
@@ -85,11 +87,14 @@ export class AdamW {
     const bc1 = 1 - Math.pow(this.beta1, t);
     const bc2Sqrt = Math.sqrt(1 - Math.pow(this.beta2, t));
     const stepSize = lr / bc1;
-    for (const [name, g] of grads) {
+    for (const [name, g0] of grads) {
       const p = this.params.get(name)!;
       const decay = this.decays(name) ? 1 - lr * this.weightDecay : 1;
       const m = this.moment(this.m, name, p);
       const v = this.moment(this.v, name, p);
+      // cpu + native addon: the same update in one fused pass, bit-identical (src/perf/adamw.ts)
+      if (fusedAdamWUpdate(p, m, v, g0, { beta1: this.beta1, beta2: this.beta2, eps: this.eps, decay, stepSize, bc2Sqrt, gradScale })) continue;
+      const g = gradScale === 1 ? g0 : tf.mul(g0, gradScale);
       assignFrom(m, () => tf.add(tf.mul(m, this.beta1), tf.mul(g, 1 - this.beta1)));
       assignFrom(v, () => tf.add(tf.mul(v, this.beta2), tf.mul(tf.mul(g, g), 1 - this.beta2)));
       const denom = tf.tidy(() => tf.add(tf.div(tf.sqrt(v), bc2Sqrt), this.eps));
@@ -98,6 +103,7 @@ export class AdamW {
         return tf.sub(decayed, tf.mul(tf.div(m, denom), stepSize));
       });
       denom.dispose();
+      if (g !== g0) g.dispose();
     }
   }
 
@@ -156,7 +162,7 @@ export class AdamW {
   private moment(store: Map<string, tf.Variable>, name: string, p: tf.Variable): tf.Variable {
     let x = store.get(name);
     if (!x) {
-      x = tf.tidy(() => tf.variable(tf.zerosLike(p), false));
+      x = ownedZerosVariable(p);
       store.set(name, x);
     }
     return x;

@@ -9,6 +9,7 @@ import { EMBED_NAME, type Gemma3Model, type WeightFn } from '../model/gemma3.ts'
 import type { AdamW } from './adamw.ts';
 import type { Batch } from './batches.ts';
 import { supervisedLossSum } from './loss.ts';
+import { sumOfSquares } from '../perf/adamw.ts';
 
 export interface TrainStepOptions {
   lr: number;
@@ -71,16 +72,9 @@ export function trainStep(model: Gemma3Model, optimizer: AdamW, window: Batch[],
     const gradNorm = globalNorm(grads);
     const finite = Number.isFinite(loss) && Number.isFinite(gradNorm);
     if (finite) {
-      if (opts.maxGradNorm != null) {
-        const coef = opts.maxGradNorm / (gradNorm + CLIP_EPS);
-        if (coef < 1) {
-          for (const [name, gi] of grads) {
-            grads.set(name, tf.mul(gi, coef));
-            gi.dispose();
-          }
-        }
-      }
-      optimizer.step(grads, opts.lr);
+      // clipping: the optimizer multiplies each gradient by coef as it uses it (no clipped copies of all of them)
+      const coef = opts.maxGradNorm != null ? opts.maxGradNorm / (gradNorm + CLIP_EPS) : 1;
+      optimizer.step(grads, opts.lr, coef < 1 ? coef : 1);
     }
     return { loss, gradNorm, supervisedTokens, tokens, finite };
   } finally {
@@ -91,7 +85,7 @@ export function trainStep(model: Gemma3Model, optimizer: AdamW, window: Batch[],
 /** sqrt(Σ ‖g‖²) over all gradients, fp32 on the device. */
 export function globalNorm(grads: Map<string, tf.Tensor>): number {
   if (grads.size === 0) return 0;
-  return tf.tidy(() => tf.sqrt(tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g))))).dataSync()[0]);
+  return tf.tidy(() => tf.sqrt(tf.addN([...grads.values()].map((g) => sumOfSquares(g)))).dataSync()[0]);
 }
 
 export interface EvalResult {

@@ -1,0 +1,85 @@
+import * as tf from '@tensorflow/tfjs';
+import { loadNativeGemm } from './native.ts';
+import { nativeMatMulActive } from './kernels.ts';
+
+/**
+ * AdamW's per-parameter update as ONE native pass (src/train/adamw.ts calls it first and falls back to its
+ * tfjs ops when it returns false). The tfjs version makes ~15 full passes and as many temporary arrays over
+ * each parameter — for the 268M-parameter model that was the largest single cost of a training step on cpu.
+ * Same float32 operations in the same order, so the result is bit-identical to the tfjs ops on the cpu backend.
+ */
+
+interface CpuData { values?: unknown; refCount?: number }
+interface CpuBackend { data: { get(id: unknown): CpuData } }
+
+export interface AdamWScalars {
+  beta1: number; beta2: number; eps: number;
+  /** 1 − lr·weight_decay */
+  decay: number;
+  /** lr / (1 − β1^t) */
+  stepSize: number;
+  /** sqrt(1 − β2^t) */
+  bc2Sqrt: number;
+  /** The gradient is used as g·gradScale (gradient clipping's coefficient; 1 = as is). */
+  gradScale?: number;
+}
+
+// Arrays this module allocated. Only those are updated in place: the cpu backend wraps caller-provided arrays
+// without copying (tf.tensor(data)), so the first update of a parameter writes fresh arrays instead of
+// mutating e.g. the TensorMap the model was built from.
+const owned = new WeakSet<Float32Array>();
+
+/** Did the update natively (true), or declined (false: not cpu + native, or unusual tensors). */
+export function fusedAdamWUpdate(p: tf.Variable, m: tf.Variable, v: tf.Variable, g: tf.Tensor, s: AdamWScalars): boolean {
+  if (!nativeMatMulActive() || tf.getBackend() !== 'cpu') return false;
+  const gemm = loadNativeGemm();
+  if (!gemm || typeof gemm.adamw !== 'function') return false;
+  const backend = tf.backend() as unknown as CpuBackend;
+  const n = p.size;
+  const arrays: Float32Array[] = [];
+  for (const t of [p, m, v, g]) {
+    const vals = t.dtype === 'float32' ? backend.data.get(t.dataId).values : null;
+    if (!(vals instanceof Float32Array) || vals.length !== n || t.size !== n) return false;
+    arrays.push(vals);
+  }
+  const outs = [p, m, v].map((t, i) => {
+    const inPlace = owned.has(arrays[i]) && backend.data.get(t.dataId).refCount === 1;
+    return inPlace ? arrays[i] : new Float32Array(n);
+  });
+  const f = Math.fround;
+  const sc = new Float32Array([s.beta1, f(1 - s.beta1), s.beta2, f(1 - s.beta2), s.bc2Sqrt, s.eps, s.decay, s.stepSize, s.gradScale ?? 1]);
+  gemm.adamw(arrays[0], arrays[1], arrays[2], arrays[3], outs[0], outs[1], outs[2], sc);
+  [p, m, v].forEach((t, i) => {
+    if (outs[i] === arrays[i]) return;
+    owned.add(outs[i]);
+    const next = tf.tensor(outs[i], t.shape, 'float32'); // wraps outs[i] without a copy
+    t.assign(next);
+    next.dispose();
+  });
+  return true;
+}
+
+/**
+ * A zero-filled variable shaped like `p` (an optimizer moment). On the cpu backend its buffer is marked as this
+ * module's own, so the fused update can write it in place from the first step on (no second 1 GB allocation
+ * for the moments of the 270M model).
+ */
+export function ownedZerosVariable(p: tf.Tensor): tf.Variable {
+  const data = new Float32Array(p.size);
+  if (tf.getBackend() === 'cpu') owned.add(data);
+  return tf.tidy(() => tf.variable(tf.tensor(data, p.shape, 'float32'), false));
+}
+
+/**
+ * Σ x² of a float32 tensor as a scalar tensor: on cpu one pass without the temporary x² tensor, accumulating
+ * exactly like tf.sum(tf.square(x)) there (each square rounded to float32, summed in order in float64, the
+ * sum rounded to float32), so the result is bit-identical; elsewhere tf.sum(tf.square(x)).
+ */
+export function sumOfSquares(x: tf.Tensor): tf.Scalar {
+  const vals = tf.getBackend() === 'cpu' && x.dtype === 'float32' ? (tf.backend() as unknown as CpuBackend).data.get(x.dataId).values : null;
+  if (!(vals instanceof Float32Array)) return tf.tidy(() => tf.sum(tf.square(x)));
+  const f = Math.fround;
+  let acc = 0;
+  for (let i = 0; i < vals.length; i++) { const v = vals[i]; acc += f(v * v); }
+  return tf.scalar(acc, 'float32');
+}
