@@ -18,6 +18,8 @@ export interface LossOptions {
   chunkSize?: number;
   /** The embedding is not trained: skip the dense [vocab, hidden] head gradient. */
   frozenEmbedding?: boolean;
+  /** See HeadOptions (a tuning knob; tests use it to cover both wasm layouts). */
+  transposedTableMaxElems?: number;
 }
 
 const DEFAULT_BLOCK_ELEMS = 1 << 25;
@@ -60,8 +62,18 @@ export function supervisedLossSum(model: Gemma3Model, batch: Batch, opts: LossOp
       softcap: cfg.finalLogitSoftcapping ?? null,
       chunkSize: opts.chunkSize ?? defaultChunkSize(cfg.vocabSize),
       frozenTable: opts.frozenEmbedding ?? false,
+      transposedTableMaxElems: opts.transposedTableMaxElems,
     });
   });
+}
+
+/**
+ * A transposed copy of the table (plus XNNPACK's packed copy of it) costs 2·V·D floats: only for tables up to
+ * 2^26 elements (the 64-wide tiny preset, not the 270M model's 671 MB table, which would crowd wasm's 4 GB heap).
+ */
+const TRANSPOSED_TABLE_MAX_ELEMS = 1 << 26;
+function useTransposedTable(wasm: boolean, M: number, V: number, D: number, maxElems = TRANSPOSED_TABLE_MAX_ELEMS): boolean {
+  return wasm && D < M && V * D <= maxElems;
 }
 
 export interface HeadOptions {
@@ -70,6 +82,8 @@ export interface HeadOptions {
   chunkSize: number;
   /** Treat `table` as a constant (no gradient for it). */
   frozenTable: boolean;
+  /** wasm only: largest table (V·D) for which a transposed copy is made; default 2^26. */
+  transposedTableMaxElems?: number;
 }
 
 /**
@@ -89,7 +103,7 @@ export function headCrossEntropySum(h: tf.Tensor2D, table: tf.Tensor2D, targets:
     const wasm = tf.getBackend() === 'wasm';
     // On wasm every [rows, vocab] block needs a transpose (see below); when the hidden width is below the number
     // of rows, one transposed copy of the table [D, V] moves less memory than transposing each logits block.
-    const tbT = wasm && D < M ? tf.transpose(tb) : null;
+    const tbT = useTransposedTable(wasm, M, V, D, opts.transposedTableMaxElems) ? tf.transpose(tb) : null;
     const lses: tf.Tensor1D[] = [];
     let total: tf.Scalar = tf.scalar(0);
     for (let r0 = 0; r0 < M; r0 += rowsPerBlock) {
@@ -129,7 +143,7 @@ export function headCrossEntropySum(h: tf.Tensor2D, table: tf.Tensor2D, targets:
     const wasm = tf.getBackend() === 'wasm';
     const hsT = wasm ? tf.transpose(hs) : null;
     const dhTransposed = wasm && D < M;
-    const tbT = dhTransposed ? tf.transpose(tb) : null; // column slices of it are the Eᵀ blocks
+    const tbT = dhTransposed && useTransposedTable(wasm, M, V, D, opts.transposedTableMaxElems) ? tf.transpose(tb) : null; // column slices of it are the Eᵀ blocks
     let dh = tf.zeros(dhTransposed ? [D, M] : [M, D]) as tf.Tensor2D;
     const dTable: tf.Tensor2D[] = [];
     for (let v0 = 0; v0 < V; v0 += vs) {
@@ -149,7 +163,7 @@ export function headCrossEntropySum(h: tf.Tensor2D, table: tf.Tensor2D, targets:
         if (cap != null) dz = tf.mul(dz, tf.sub(1, tf.square(tf.tanh(tf.div(zT, cap))))); // d(c·tanh(z/c))/dz
         // explicit transposes on wasm (its transposed matmuls are ~10× slower); flags elsewhere
         // dh (kept as dhᵀ [D, M] on wasm when D < M: a slice of the transposed table instead of transposing the block)
-        const dhPart = !wasm ? tf.matMul(dz, E, true, false) : tbT ? tf.matMul(tf.slice(tbT, [0, v0], [D, nv]), dz) : tf.matMul(tf.transpose(dz), E);
+        const dhPart = !wasm ? tf.matMul(dz, E, true, false) : dhTransposed ? tf.matMul(tbT ? tf.slice(tbT, [0, v0], [D, nv]) : tf.transpose(E), dz) : tf.matMul(tf.transpose(dz), E);
         const dhNext = tf.add(dh, dhPart) as tf.Tensor2D;
         const dE = opts.frozenTable ? null : (tf.matMul(dz, hs) as tf.Tensor2D);
         return dE ? [dhNext, dE] : [dhNext];

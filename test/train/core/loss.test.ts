@@ -114,11 +114,13 @@ describe('supervisedLossSum', () => {
     const big = makeBatch(examples(12, 22), PAD);
     expect(batch.numSupervised).toBeLessThan(32);
     expect(big.numSupervised).toBeGreaterThan(32);
-    for (const b of [batch, big]) {
+    // and for `big` with and without the transposed copy of the table
+    for (const [b, transposedTableMaxElems] of [[batch, undefined], [big, undefined], [big, 0]] as const) {
       const run = (be: 'cpu' | 'wasm') => onBackend(be, () => {
         const { model: m } = coreModel(cfg);
-        const value = tf.tidy(() => supervisedLossSum(m, b, { chunkSize: 5 }).dataSync()[0]);
-        const g = gradsOf(m, names, () => supervisedLossSum(m, b, { chunkSize: 5 }));
+        const o = { chunkSize: 5, transposedTableMaxElems };
+        const value = tf.tidy(() => supervisedLossSum(m, b, o).dataSync()[0]);
+        const g = gradsOf(m, names, () => supervisedLossSum(m, b, o));
         m.dispose();
         return { value, g };
       });
