@@ -4,6 +4,7 @@ import { UsageError, UserError } from '../errors.ts';
 import { BACKEND_NAMES, type BackendName } from '../model/backend.ts';
 import { TRAIN_ON_MODES, type TrainOn } from '../data/labels.ts';
 import { evaluate, parseMetricList, runDataSettings, type EvalReport } from '../eval/evaluate.ts';
+import { writeFileAtomic } from '../io/atomic.ts';
 import { failedGates, formatTable, parseGate, writeReport, type Gate } from '../eval/report.ts';
 
 interface EvalCliOptions {
@@ -105,15 +106,17 @@ export function registerEval(program: Command): void {
       });
       if (progress) process.stderr.write('\r\x1b[K');
       const table = formatTable(report);
-      const out = o.out ?? defaultReportPath(models);
+      const runOut = o.out ? null : defaultReportPath(models);
+      const out = o.out ?? runOut;
       if (out) await writeReport(out, report);
+      if (runOut) await writeFileAtomic(path.join(path.dirname(runOut), 'table.txt'), table + '\n'); // a run's eval/ keeps both
       if (o.json) {
         process.stderr.write(table + '\n');
         process.stdout.write(JSON.stringify(report, null, 2) + '\n');
       } else {
         process.stdout.write(table + '\n');
       }
-      if (out) process.stderr.write(`report: ${out}\n`);
+      if (out) process.stderr.write(`report: ${out}${runOut ? ` (and table.txt)` : ''}\n`);
       const failed = failedGates(report, o.gates);
       if (failed.length) throw new UserError(`quality gate failed: ${failed.join('; ')}`);
     });

@@ -61,7 +61,8 @@ describe('gemma-tune eval', () => {
     expect(lines[0]).toBe(`${report.data}: 3 examples`);
     expect(lines[1]).toMatch(new RegExp(`^metric\\s+${run.replace(/[/\\]/g, '.')}\\s+${ckpt.replace(/[/\\]/g, '.')}$`));
     expect(lines.find((l) => l.startsWith('loss'))).toMatch(/^loss ↓\s+\d+\.\d{4}\s+\d+\.\d{4}$/);
-    expect(r.stderr).toContain(`report: ${path.join(run, 'eval', 'report.json')}`);
+    expect(r.stderr).toContain(`report: ${path.join(run, 'eval', 'report.json')} (and table.txt)`);
+    expect(fs.readFileSync(path.join(run, 'eval', 'table.txt'), 'utf8')).toBe(r.stdout);
   });
 
   it('--fail-above / --fail-below: exit 1 naming the model and metric, report still written; --json prints it', async () => {
