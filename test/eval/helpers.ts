@@ -1,9 +1,16 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { afterAll } from 'vitest';
+
+const made: string[] = [];
+// tiny checkpoints are ~70 MB each (real vocabulary): remove them when the test file is done
+afterAll(() => { for (const d of made.splice(0)) fs.rmSync(d, { recursive: true, force: true }); });
 
 export function tmpDir(tag: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `gemma-tune-eval-${tag}-`));
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), `gemma-tune-eval-${tag}-`));
+  made.push(d);
+  return d;
 }
 
 export function writeJsonl(file: string, rows: unknown[]): string {
