@@ -66,7 +66,8 @@ describe('trainStep', () => {
         expect(Math.abs(r.loss - a.rows[i].loss) / a.rows[i].loss).toBeLessThan(1e-5);
         expect(Math.abs(r.gradNorm - a.rows[i].gradNorm) / a.rows[i].gradNorm).toBeLessThan(1e-4);
       });
-      for (const [k, wa] of a.w) expect(maxAbsDiff(other.w.get(k)!, wa) / Math.max(1e-3, maxAbs(wa)), k).toBeLessThan(1e-5);
+      // measured ≤ 5.5e-7 (float rounding of different summation orders)
+      for (const [k, wa] of a.w) expect(maxAbsDiff(other.w.get(k)!, wa) / Math.max(1e-3, maxAbs(wa)), k).toBeLessThan(2e-6);
     }
   });
 
