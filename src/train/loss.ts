@@ -145,7 +145,11 @@ export function headCrossEntropySum(h: tf.Tensor2D, table: tf.Tensor2D, targets:
     const dhTransposed = wasm && D < M;
     const tbT = dhTransposed && useTransposedTable(wasm, M, V, D, opts.transposedTableMaxElems) ? tf.transpose(tb) : null; // column slices of it are the Eᵀ blocks
     let dh = tf.zeros(dhTransposed ? [D, M] : [M, D]) as tf.Tensor2D;
-    const dTable: tf.Tensor2D[] = [];
+    // The [V, D] table gradient is assembled in one host buffer, block by block (a concat of device blocks
+    // would hold it twice: 1.3 GB for the 270M model). On cpu the block reads are the backend's own arrays.
+    const single = vs >= V;
+    const dTableHost = opts.frozenTable || single ? null : new Float32Array(V * D);
+    let dTableSingle: tf.Tensor2D | null = null;
     for (let v0 = 0; v0 < V; v0 += vs) {
       const nv = Math.min(vs, V - v0);
       // the one-hot part of softmax − onehot: (target − v0, i) for the rows whose target is in this block
@@ -170,11 +174,16 @@ export function headCrossEntropySum(h: tf.Tensor2D, table: tf.Tensor2D, targets:
       }) as [tf.Tensor2D, tf.Tensor2D?];
       dh.dispose();
       dh = dhNext;
-      if (dE) dTable.push(dE);
+      if (dE && dTableHost) {
+        dTableHost.set(dE.dataSync() as Float32Array, v0 * D);
+        dE.dispose();
+      } else if (dE) {
+        dTableSingle = dE;
+      }
     }
     if (dhTransposed) dh = tf.transpose(dh);
     if (opts.frozenTable) return [dh];
-    return [dh, dTable.length === 1 ? dTable[0] : tf.concat(dTable, 0)];
+    return [dh, dTableHost ? tf.tensor2d(dTableHost, [V, D]) : dTableSingle!];
   });
 
   if (opts.frozenTable) {
