@@ -15,6 +15,7 @@ interface GenerateCliOptions {
   topP?: string;
   seed: string;
   backend: string;
+  threads?: string;
 }
 
 function numberOpt(v: string | undefined, flag: string, check: (n: number) => boolean, what: string): number | undefined {
@@ -33,6 +34,7 @@ export interface ParsedGenerateOptions {
   topP?: number;
   seed: number;
   backend: BackendName;
+  threads?: number;
 }
 
 export function parseGenerateOptions(o: GenerateCliOptions): ParsedGenerateOptions {
@@ -46,6 +48,7 @@ export function parseGenerateOptions(o: GenerateCliOptions): ParsedGenerateOptio
     topP: numberOpt(o.topP, '--top-p', (n) => n > 0 && n <= 1, 'a number in (0, 1]'),
     seed: numberOpt(o.seed, '--seed', (n) => Number.isInteger(n) && n >= 0, 'a non-negative integer')!,
     backend: o.backend as BackendName,
+    threads: numberOpt(o.threads, '--threads', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1'),
   };
 }
 
@@ -61,7 +64,7 @@ async function generateGguf(file: string, o: ParsedGenerateOptions, write: (s: s
   process.stderr.write('backend: llama.cpp (node-llama-cpp, cpu)\n');
   const llama = await llamaCpp.getLlama({ gpu: false, build: 'never', usePrebuiltBinaries: true, skipDownload: true, logLevel: llamaCpp.LlamaLogLevel.error });
   const model = await llama.loadModel({ modelPath: file });
-  const context = await model.createContext({ contextSize: 4096 });
+  const context = await model.createContext({ contextSize: 4096, ...(o.threads ? { threads: o.threads } : {}) });
   try {
     // The bundled Gemma 3 chat template renders the prompt; its leading <bos> is parsed as the special token.
     const text = renderPrompt(loadTokenizer(), o.prompt, o.system);
@@ -99,6 +102,7 @@ export function registerGenerate(program: Command): void {
     .option('--top-p <p>', 'nucleus sampling (default from generation_config.json when sampling)')
     .option('--seed <s>', 'sampling seed', '0')
     .option('--backend <name>', `tfjs backend: ${BACKEND_NAMES.join(', ')}`, 'auto')
+    .option('--threads <n>', 'CPU threads for llama.cpp when MODEL is a .gguf (default: llama.cpp picks)')
     .action(async (modelSpec: string, raw: GenerateCliOptions) => {
       const o = parseGenerateOptions(raw);
       const write = (s: string) => { process.stdout.write(s); };
