@@ -28,6 +28,10 @@ export interface ValRow {
   epoch: number;
   /** Mean cross-entropy over every supervised token of the validation set. */
   loss: number;
+  /** QAT runs: the same evaluation without fake quant (float weights); `loss` is the one with fake quant. */
+  loss_float?: number;
+  /** QAT runs: mean |w − ŵ| per layer type (attn_q, …, ffn_down, token_embd) on the QAT grid. */
+  quant_error?: Record<string, number>;
   supervised_tokens: number;
   elapsed_s: number;
 }
@@ -35,7 +39,7 @@ export interface ValRow {
 export type MetricsRow = TrainRow | ValRow;
 
 /** Fields that are a pure function of recipe, seed, data and backend (what `reproduce` and resume compare). */
-export const DETERMINISTIC_FIELDS = ['split', 'step', 'epoch', 'loss', 'lr', 'grad_norm', 'tokens', 'supervised_tokens'] as const;
+export const DETERMINISTIC_FIELDS = ['split', 'step', 'epoch', 'loss', 'loss_float', 'lr', 'grad_norm', 'tokens', 'supervised_tokens'] as const;
 
 /** JSON has no NaN/Infinity: write them as strings so a diverged row still parses. */
 function encode(row: MetricsRow): string {

@@ -29,6 +29,8 @@ export interface EndInfo {
   finalTrainLoss: number | null;
   finalValLoss: number | null;
   best: { step: number; epoch: number; valLoss: number; checkpoint: string | null } | null;
+  /** INT4 export grid vs float validation loss of the final weights (post-training Q4_0, or the QAT evaluation). */
+  int4?: { label: string; valLoss: number; floatLoss: number } | null;
   overfit: string;
   tokensPerS: number;
   elapsedS: number;
@@ -75,8 +77,15 @@ export function trainLine(r: TrainRow, totalSteps: number): string {
     `grad_norm ${num(r.grad_norm, 3)}  ${Math.round(r.tokens_per_s)} tok/s  ${formatDuration(r.elapsed_s)}`;
 }
 
+const signed = (v: number) => (Number.isFinite(v) ? `${v >= 0 ? '+' : ''}${v.toExponential(2)}` : String(v));
+
 export function valLine(r: ValRow): string {
-  return `eval  step ${r.step}  epoch ${fmtEpoch(r.epoch)}  val_loss ${num(r.loss)}  (${r.supervised_tokens} tokens)`;
+  let line = `eval  step ${r.step}  epoch ${fmtEpoch(r.epoch)}  val_loss ${num(r.loss)}  (${r.supervised_tokens} tokens)`;
+  if (r.loss_float !== undefined) line += `  float ${num(r.loss_float)} (fake quant ${signed(r.loss - r.loss_float)})`;
+  if (r.quant_error) {
+    line += `  mean|w−ŵ| ` + Object.entries(r.quant_error).map(([t, e]) => `${t} ${e.toExponential(1)}`).join(' ');
+  }
+  return line;
 }
 
 export function bannerText(b: BannerInfo): string {
@@ -100,6 +109,7 @@ export function endText(e: EndInfo): string {
   if (e.best) {
     lines.push(`  best val    ${num(e.best.valLoss)} at epoch ${fmtEpoch(e.best.epoch)} (step ${e.best.step})${e.best.checkpoint ? ` → ${e.best.checkpoint}` : ''}`);
   }
+  if (e.int4) lines.push(`  int4 val    ${num(e.int4.valLoss)} (${e.int4.label}) vs float ${num(e.int4.floatLoss)}: ${signed(e.int4.valLoss - e.int4.floatLoss)}`);
   lines.push(`  verdict     ${e.overfit}`);
   lines.push('  written:');
   const w = Math.max(...e.paths.map(([k]) => k.length));

@@ -23,7 +23,8 @@ import { makeBatch, type Batch } from './batches.ts';
 import { AdamW, hfDecays } from './adamw.ts';
 import { lrAt } from './schedule.ts';
 import { evalLoss, trainStep } from './step.ts';
-import { makeQatWeightFn } from '../quant/fakequant.ts';
+import { makeQatWeightFn, type QatOptions } from '../quant/fakequant.ts';
+import { quantErrorReport } from '../quant/report.ts';
 import { MetricsWriter, truncateMetrics, type MetricsRow, type TrainRow, type ValRow } from './metrics.ts';
 import { writeLossPlots } from './plot.ts';
 import { OverfitDetector, fmtEpoch, type OverfitVerdict } from './overfit.ts';
@@ -67,6 +68,24 @@ export interface Summary {
   peak_rss_mb: number;
   backend: string;
   message: string | null;
+  /** QAT runs: the last evaluation with fake quant (`val_loss`), without it (`val_loss_float`), and mean |w − ŵ| per layer type. */
+  qat: { step: number; val_loss: number; val_loss_float: number; quant_error: Record<string, number> } | null;
+  /**
+   * Validation loss of the final weights on the INT4 export grid (Q4_0 linears, Q8_0 embeddings): post-training
+   * quantized when QAT is off; with QAT on, the QAT (fake-quant) validation loss of the last evaluation.
+   */
+  val_loss_int4_ptq: number | null;
+  /** The float validation loss that `val_loss_int4_ptq` is to be compared with (same weights). */
+  val_loss_int4_ptq_float: number | null;
+}
+
+/** The INT4 export grid of `gemma-tune export --int4` (Q4_0 linears, Q8_0 token embeddings), as a QAT plan for post-training quantization. */
+export const INT4_PTQ: QatOptions = { enabled: true, scheme: 'q4_0', start_step: 0, embeddings: 'q8_0' };
+
+/** Mean |w − ŵ| per layer type (attn_q, …, token_embd) for the QAT plan's grid. */
+export function quantErrorByType(weights: TensorMap, qat: QatOptions): Record<string, number> {
+  const r = quantErrorReport(weights, { scheme: qat.scheme, embeddings: qat.embeddings });
+  return Object.fromEntries(Object.entries(r.byType).map(([type, s]) => [type, s.meanAbsErr]));
 }
 
 // Salt so the shuffling stream differs from other uses of the seed (weights init, validation split).
@@ -264,7 +283,11 @@ export async function train(recipe: Recipe, opts: TrainOptions = {}): Promise<Su
   const evaluate = (): ValRow => {
     const weightFn = makeQatWeightFn(recipe.qat, Math.max(0, st.globalStep - 1));
     const r = evalLoss(model, valBatches, { weightFn });
-    const row: ValRow = { split: 'val', step: st.globalStep, epoch: st.epoch, loss: r.loss, supervised_tokens: r.supervisedTokens, elapsed_s: round(elapsed()) };
+    // QAT: also what INT4 costs — the same weights without fake quant, and how far the grid is from them.
+    const qat = recipe.qat.enabled
+      ? { loss_float: weightFn ? evalLoss(model, valBatches).loss : r.loss, quant_error: quantErrorByType(model.toTensorMap(), recipe.qat) }
+      : {};
+    const row: ValRow = { split: 'val', step: st.globalStep, epoch: st.epoch, loss: r.loss, ...qat, supervised_tokens: r.supervisedTokens, elapsed_s: round(elapsed()) };
     st.lastVal = { step: st.globalStep, loss: r.loss };
     return row;
   };
@@ -408,7 +431,7 @@ export async function train(recipe: Recipe, opts: TrainOptions = {}): Promise<Su
       overfit: overfit.verdict(), early_stopped: st.earlyStopped,
       throughput: { tokens: st.tokensSeen, tokens_per_s: round(st.tokensSeen / Math.max(el, 1e-9), 1), steps_per_s: round(st.globalStep / Math.max(el, 1e-9), 4), elapsed_s: round(el) },
       peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
-      backend, message,
+      backend, message, ...int4Summary(valRows),
     };
     if (rows.length) await plot().catch(() => undefined);
     await writeFileAtomic(path.join(runDir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
@@ -418,6 +441,26 @@ export async function train(recipe: Recipe, opts: TrainOptions = {}): Promise<Su
     manifest.message = message;
     await writeManifest(runDir, manifest);
     return summary;
+  }
+
+  /** The last QAT evaluation, and the INT4 (Q4_0 export grid) validation loss of the final weights vs float. */
+  function int4Summary(valRows: ValRow[]): Pick<Summary, 'qat' | 'val_loss_int4_ptq' | 'val_loss_int4_ptq_float'> {
+    const last = valRows.at(-1);
+    if (recipe.qat.enabled) {
+      const qat = last?.loss_float !== undefined && last.quant_error
+        ? { step: last.step, val_loss: last.loss, val_loss_float: last.loss_float, quant_error: last.quant_error }
+        : null;
+      return { qat, val_loss_int4_ptq: qat?.val_loss ?? null, val_loss_int4_ptq_float: qat?.val_loss_float ?? null };
+    }
+    const none = { qat: null, val_loss_int4_ptq: null, val_loss_int4_ptq_float: null };
+    if (!last || last.step !== st.globalStep || (status !== 'completed' && status !== 'early_stopped')) return none;
+    try {
+      const ptq = evalLoss(model, valBatches, { weightFn: makeQatWeightFn(INT4_PTQ, st.globalStep) }).loss;
+      return { qat: null, val_loss_int4_ptq: ptq, val_loss_int4_ptq_float: last.loss };
+    } catch (e) {
+      reporter.note(`note: no INT4 post-training quantization loss: ${(e as Error).message}`);
+      return none;
+    }
   }
 
   function endInfo(s: Summary) {
@@ -431,6 +474,9 @@ export async function train(recipe: Recipe, opts: TrainOptions = {}): Promise<Su
       status: s.status === 'early_stopped' ? 'early stopped' : 'done', steps: s.steps, epochs: s.epochs,
       finalTrainLoss: s.final_train_loss, finalValLoss: s.final_val_loss,
       best: s.best ? { step: s.best.step, epoch: s.best.epoch, valLoss: s.best.val_loss, checkpoint: s.best.checkpoint } : null,
+      int4: s.val_loss_int4_ptq !== null && s.val_loss_int4_ptq_float !== null
+        ? { label: recipe.qat.enabled ? `QAT ${recipe.qat.scheme}` : 'post-training Q4_0', valLoss: s.val_loss_int4_ptq, floatLoss: s.val_loss_int4_ptq_float }
+        : null,
       overfit: s.overfit.message, tokensPerS: s.throughput.tokens_per_s, elapsedS: s.throughput.elapsed_s, paths,
     };
   }
