@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
+import { parse as parseYaml } from 'yaml';
 import { UsageError, UserError } from '../errors.ts';
 import { presetConfig } from '../model/config.ts';
 import { randomWeights } from '../model/weights.ts';
@@ -64,6 +65,25 @@ async function resolveSource(spec: string, checkpoint: string | undefined): Prom
   return { src: { config: ck.config, weights: ck.weights, tokenizerDir: ck.tokenizerDir, generationConfig: ck.generationConfig }, runDir, name };
 }
 
+const EMBEDDING_TYPES: readonly EmbeddingType[] = ['q8_0', 'f16', 'q4_0'];
+
+/** The token-embedding grid a run trained with under QAT (its recipe.yaml `qat.embeddings`), or null without QAT. */
+export function qatEmbeddingsOfRun(runDir: string): EmbeddingType | null {
+  const file = path.join(runDir, 'recipe.yaml');
+  if (!fs.existsSync(file)) return null;
+  let recipe: { qat?: { enabled?: unknown; embeddings?: unknown } } | null;
+  try {
+    recipe = parseYaml(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new UserError(`${file}: not valid YAML (${(e as Error).message.split('\n')[0]}); pass --embeddings explicitly`);
+  }
+  const qat = recipe?.qat;
+  if (qat?.enabled !== true) return null;
+  const emb = qat.embeddings ?? 'q8_0';
+  if (!EMBEDDING_TYPES.includes(emb as EmbeddingType)) throw new UserError(`${file}: qat.embeddings "${String(emb)}" is not q8_0, f16 or q4_0`);
+  return emb as EmbeddingType;
+}
+
 function defaultOut(r: ResolvedSource, suffix: string): string {
   return r.runDir ? path.join(r.runDir, 'export', `model-${suffix}`) : path.resolve(`${r.name}-${suffix}`);
 }
@@ -82,9 +102,13 @@ async function runExport(model: string, o: ExportCliOptions): Promise<void> {
   if (o.int4) {
     if (o.format !== 'gguf') throw new UsageError('--int4 writes GGUF; drop --format or use --format gguf');
     if (o.dtype) throw new UsageError('--int4 and --dtype are exclusive (--int4 = Q4_0 linears, --embeddings for token_embd)');
-    const emb = (o.embeddings ?? 'q8_0') as EmbeddingType;
-    if (!['q8_0', 'f16', 'q4_0'].includes(emb)) throw new UsageError(`--embeddings must be q8_0, f16 or q4_0, got "${o.embeddings}"`);
+    if (o.embeddings !== undefined && !EMBEDDING_TYPES.includes(o.embeddings as EmbeddingType)) {
+      throw new UsageError(`--embeddings must be q8_0, f16 or q4_0, got "${o.embeddings}"`);
+    }
     const r = await resolveSource(model, o.checkpoint);
+    const fromRecipe = o.embeddings === undefined && r.runDir ? qatEmbeddingsOfRun(r.runDir) : null;
+    if (fromRecipe) process.stderr.write(`note: token_embd as ${fromRecipe}, the grid this run trained with (recipe.yaml qat.embeddings); --embeddings overrides\n`);
+    const emb = (o.embeddings ?? fromRecipe ?? 'q8_0') as EmbeddingType;
     const out = path.resolve(o.out ?? defaultOut(r, 'q4_0.gguf'));
     if (!out.endsWith('.gguf')) throw new UsageError(`--out for --int4 must be a .gguf file, got ${o.out}`);
     const s = await exportGguf(r.src, out, { dtype: 'int4', embeddings: emb, name: r.name });
@@ -122,7 +146,7 @@ export function registerExport(program: Command): void {
     .option('--format <format>', 'gguf or safetensors', 'gguf')
     .option('--dtype <dtype>', 'gguf: f32|f16|bf16|q8_0|q4_0 (default f16); safetensors: bf16|f32 (default bf16)')
     .option('--int4', 'Q4_0 GGUF as llama-quantize makes it for Gemma 3 270M (Q4_0 linears, Q8_0 embeddings) + Ollama Modelfile')
-    .option('--embeddings <type>', 'with --int4: type of token_embd: q8_0 (default), f16 or q4_0')
+    .option('--embeddings <type>', 'with --int4: type of token_embd: q8_0, f16 or q4_0 (default: the run\'s qat.embeddings when it trained with QAT, else q8_0)')
     .option('--checkpoint <name>', 'with a run directory: best (default), final or step-N')
     .option('--out <path>', 'output file (gguf) or directory (safetensors)')
     .action(async (model: string, o: ExportCliOptions) => {
