@@ -20,7 +20,12 @@ export interface BannerInfo {
   runDir: string;
   resumedFrom?: { checkpoint: string; step: number } | null;
   qat?: string | null;
+  /** Data preparation warnings (dropped examples, turns cut at max_length); the first few are listed. */
+  warnings?: string[];
 }
+
+/** How many data warnings the banner lists (all of them are in summary.json). */
+export const BANNER_WARNINGS = 10;
 
 export interface EndInfo {
   status: string;
@@ -98,6 +103,9 @@ export function bannerText(b: BannerInfo): string {
   ];
   if (b.qat) lines.push(`  qat       ${b.qat}`);
   if (b.resumedFrom) lines.push(`  resume    from ${b.resumedFrom.checkpoint} (step ${b.resumedFrom.step})`);
+  const warnings = b.warnings ?? [];
+  for (const w of warnings.slice(0, BANNER_WARNINGS)) lines.push(`  warning   ${w}`);
+  if (warnings.length > BANNER_WARNINGS) lines.push(`  warning   … ${warnings.length - BANNER_WARNINGS} more (all in summary.json data_warnings)`);
   return lines.join('\n');
 }
 

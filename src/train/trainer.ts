@@ -77,6 +77,8 @@ export interface Summary {
   val_loss_int4_ptq: number | null;
   /** The float validation loss that `val_loss_int4_ptq` is to be compared with (same weights). */
   val_loss_int4_ptq_float: number | null;
+  /** Data preparation warnings (`file:line: ...`: examples dropped, turns cut at data.max_length). */
+  data_warnings: string[];
 }
 
 /** The INT4 export grid of `gemma-tune export --int4` (Q4_0 linears, Q8_0 token embeddings), as a QAT plan for post-training quantization. */
@@ -254,8 +256,8 @@ export async function train(recipe: Recipe, opts: TrainOptions = {}): Promise<Su
     epochs: totalSteps / stepsPerEpoch, stepsPerEpoch, totalSteps, effectiveBatch: `${mbs} × ${ga} accumulation`,
     runDir, resumedFrom: resumeFrom ? { checkpoint: resumeFrom.dir, step: resumeFrom.step } : null,
     qat: recipe.qat.enabled ? `${recipe.qat.scheme} fake-quant from step ${recipe.qat.start_step} (embeddings ${recipe.qat.embeddings})` : null,
+    warnings: data.stats.warnings,
   });
-  for (const w of data.stats.warnings.slice(0, 5)) reporter.note(`warning: ${w}`);
   const unsupervised = data.train.length - train.length + data.val.length - val.length;
   if (unsupervised > 0) reporter.note(`note: ${unsupervised} example(s) without a supervised token (cut off by max_length) are skipped`);
   if (val.length === 0 && t.eval_strategy !== 'no') reporter.note('note: no validation data (data.validation / data.val_set_size), so no val loss and no overfit verdict');
@@ -431,7 +433,7 @@ export async function train(recipe: Recipe, opts: TrainOptions = {}): Promise<Su
       overfit: overfit.verdict(), early_stopped: st.earlyStopped,
       throughput: { tokens: st.tokensSeen, tokens_per_s: round(st.tokensSeen / Math.max(el, 1e-9), 1), steps_per_s: round(st.globalStep / Math.max(el, 1e-9), 4), elapsed_s: round(el) },
       peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
-      backend, message, ...int4Summary(valRows),
+      backend, message, ...int4Summary(valRows), data_warnings: data.stats.warnings,
     };
     if (rows.length) await plot().catch(() => undefined);
     await writeFileAtomic(path.join(runDir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
