@@ -63,10 +63,11 @@ function fmt(x: number | null | undefined, digits = 1): string {
 }
 
 function table(rows: CaseResult[]): string {
-  const head = ['model', 'backend', 'matmul', 'thr', 'GFLOP/s', 'train tok/s', 'step s', 'fwd tok/s', 'gen tok/s', 'peak RSS GB', 'step impl'];
+  const head = ['model', 'backend', 'matmul', 'thr', 'GFLOP/s', 'train tok/s', 'step s', 'best s', 'fwd tok/s', 'gen tok/s', 'peak RSS GB', 'load', 'step impl'];
   const body = rows.map((r) => [
-    r.model, r.backend, r.matmul, String(r.threads), fmt(r.matmul_gflops), fmt(r.train_tokens_per_s), fmt(r.step_s_median, 2),
-    fmt(r.forward_tokens_per_s), fmt(r.gen_tokens_per_s), fmt(r.peak_rss_gb, 2), r.train_step_impl ?? '-',
+    r.model.replace('preset:', ''), r.backend, r.matmul, String(r.threads), fmt(r.matmul_gflops), fmt(r.train_tokens_per_s), fmt(r.step_s_median, 2),
+    r.step_s.length ? fmt(Math.min(...r.step_s), 2) : '-', fmt(r.forward_tokens_per_s), fmt(r.gen_tokens_per_s), fmt(r.peak_rss_gb, 2),
+    r.load_avg.length ? fmt(r.load_avg.reduce((a, b) => a + b, 0) / r.load_avg.length) : '-', r.train_step_impl ?? '-',
   ]);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(w[i])).join('  ');

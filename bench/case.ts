@@ -1,4 +1,5 @@
 // One benchmark configuration (model × backend), run in a child process by bench.ts.
+import os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/model/backend.ts';
 import { presetConfig } from '../src/model/config.ts';
@@ -22,7 +23,9 @@ export interface CaseResult {
   train_step_impl: string | null; step_s: number[]; step_s_median: number | null; train_tokens_per_s: number | null;
   forward_s_median: number | null; forward_tokens_per_s: number | null;
   gen_tokens: number; gen_tokens_per_s: number | null;
-  peak_rss_gb: number; params: number; losses: number[];
+  peak_rss_gb: number; peak_rss_train_gb: number | null; params: number; losses: number[];
+  /** Process CPU seconds (all threads) per timed step, and the 1-minute load average while it ran (shared machine). */
+  step_cpu_s: number[]; load_avg: number[];
 }
 
 const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const n = s.length; return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2; };
@@ -77,17 +80,19 @@ export async function runCase(o: CaseOptions, log: (m: string) => void): Promise
   const tokens = o.batch * o.seq;
   const impl = await loadStepImpl(model);
 
-  const stepS: number[] = [], losses: number[] = [];
+  const stepS: number[] = [], losses: number[] = [], stepCpu: number[] = [], loads: number[] = [];
+  let peakTrain: number | null = null;
   if (o.train) {
     for (let i = 0; i < o.warmup + o.steps; i++) {
-      const t0 = now();
+      const t0 = now(), c0 = process.cpuUsage();
       const loss = await impl.train(examples);
-      const dt = now() - t0;
+      const dt = now() - t0, c = process.cpuUsage(c0);
       losses.push(loss);
-      if (i >= o.warmup) stepS.push(dt);
-      log(`  ${i < o.warmup ? 'warm-up' : 'step'} ${i + 1}: ${dt.toFixed(2)} s, loss ${loss.toFixed(4)}, ${tf.memory().numTensors} tensors, rss ${(process.memoryUsage().rss / 2 ** 30).toFixed(2)} GB`);
+      if (i >= o.warmup) { stepS.push(dt); stepCpu.push((c.user + c.system) / 1e6); loads.push(os.loadavg()[0]); }
+      log(`  ${i < o.warmup ? 'warm-up' : 'step'} ${i + 1}: ${dt.toFixed(2)} s (cpu ${((c.user + c.system) / 1e6).toFixed(1)} s, load ${os.loadavg()[0].toFixed(1)}), loss ${loss.toFixed(4)}, ${tf.memory().numTensors} tensors, rss ${(process.memoryUsage().rss / 2 ** 30).toFixed(2)} GB`);
     }
   }
+  if (o.train) peakTrain = (process.resourceUsage().maxRSS * 1024) / 1e9;
   const fwdS: number[] = [];
   if (o.forward) {
     for (let i = 0; i < 1 + Math.min(o.steps, 3); i++) {
@@ -116,6 +121,7 @@ export async function runCase(o: CaseOptions, log: (m: string) => void): Promise
     train_step_impl: o.train ? impl.name : null, step_s: stepS, step_s_median: stepMed, train_tokens_per_s: stepMed ? tokens / stepMed : null,
     forward_s_median: fwdMed, forward_tokens_per_s: fwdMed ? tokens / fwdMed : null,
     gen_tokens: o.gen, gen_tokens_per_s: genRate,
-    peak_rss_gb: (process.resourceUsage().maxRSS * 1024) / 1e9, params, losses,
+    peak_rss_gb: (process.resourceUsage().maxRSS * 1024) / 1e9, peak_rss_train_gb: peakTrain, params, losses,
+    step_cpu_s: stepCpu, load_avg: loads,
   };
 }

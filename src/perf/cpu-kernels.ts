@@ -1,4 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
+import { loadNativeGemm } from './native.ts';
+import { nativeMatMulActive } from './kernels.ts';
 
 /**
  * Faster float32 kernels for the tfjs cpu backend, registered over its own: broadcasting binary ops, Slice and
@@ -36,14 +38,15 @@ type Loop = (out: Float32Array | Uint8Array, a: Vals, b: Vals, n: number, o: num
  * One specialised inner loop per op: `new Function` gives each its own code and type feedback, so the expression
  * is inlined instead of being a polymorphic closure call per element.
  */
-function makeLoop(expr: string): Loop {
+function makeLoop(name: string, expr: string): Loop {
+  // named so that it shows up in CPU profiles
   // eslint-disable-next-line @typescript-eslint/no-implied-eval
-  return new Function('out', 'A', 'B', 'n', 'o', 'ao', 'as', 'bo', 'bs', `
+  return new Function(`return function ${name}Loop(out, A, B, n, o, ao, as, bo, bs) {
     if (as === 1 && bs === 1) { for (let i = 0; i < n; i++) { const a = A[ao + i], b = B[bo + i]; out[o + i] = ${expr}; } }
     else if (bs === 0) { const b = B[bo]; for (let i = 0; i < n; i++) { const a = A[ao + i * as]; out[o + i] = ${expr}; } }
     else if (as === 0) { const a = A[ao]; for (let i = 0; i < n; i++) { const b = B[bo + i * bs]; out[o + i] = ${expr}; } }
     else { for (let i = 0; i < n; i++) { const a = A[ao + i * as], b = B[bo + i * bs]; out[o + i] = ${expr}; } }
-  `) as Loop;
+  }`)() as Loop;
 }
 
 const stridesOf = (shape: number[]) => {
@@ -120,7 +123,11 @@ const COMPARE: Record<string, string> = {
   LessEqual: '(a <= b) ? 1 : 0',
 };
 
-function binaryKernel(loop: Loop, original: Fn, compare = false): Fn {
+// Ops the native addon also implements (multithreaded, same float64 arithmetic), by its op code.
+const NATIVE_OP: Record<string, number> = { Add: 0, Sub: 1, Multiply: 2, RealDiv: 3, SquaredDifference: 4 };
+const NATIVE_MIN_SIZE = 1 << 15; // below this the call overhead outweighs the second thread
+
+function binaryKernel(loop: Loop, original: Fn, compare = false, nativeOp = -1): Fn {
   return (args) => {
     const { a, b } = args.inputs;
     const dt = compare && a.dtype === 'int32' ? 'int32' : 'float32';
@@ -137,8 +144,16 @@ function binaryKernel(loop: Loop, original: Fn, compare = false): Fn {
     const out = compare ? new Uint8Array(size) : new Float32Array(size);
     if (size > 0) {
       const c = coalesce(shape, [bstr(a.shape), bstr(b.shape)]);
-      const inner = c.shape[c.shape.length - 1];
-      const as = c.strides[0][c.shape.length - 1], bs = c.strides[1][c.shape.length - 1];
+      const cr = c.shape.length, inner = c.shape[cr - 1];
+      const as = c.strides[0][cr - 1], bs = c.strides[1][cr - 1];
+      if (nativeOp >= 0 && cr <= 2 && size >= NATIVE_MIN_SIZE && av instanceof Float32Array && bv instanceof Float32Array && nativeMatMulActive()) {
+        const g = loadNativeGemm();
+        if (g?.binary) {
+          const outer = cr === 2 ? c.shape[0] : 1;
+          g.binary(nativeOp, av, bv, out as Float32Array, outer, inner, cr === 2 ? c.strides[0][0] : 0, as, cr === 2 ? c.strides[1][0] : 0, bs);
+          return args.backend.makeTensorInfo(shape, 'float32', out as Float32Array);
+        }
+      }
       forEachRun(c.shape, c.strides, (o, offs) => loop(out, av, bv, inner, o, offs[0], as, offs[1], bs));
     }
     return args.backend.makeTensorInfo(shape, compare ? 'bool' : 'float32', out as Float32Array);
@@ -276,9 +291,9 @@ const UNARY: Record<string, string> = {
 
 type UnaryLoop = (out: Float32Array, X: Vals, n: number) => void;
 
-function makeUnaryLoop(expr: string): UnaryLoop {
+function makeUnaryLoop(name: string, expr: string): UnaryLoop {
   // eslint-disable-next-line @typescript-eslint/no-implied-eval
-  return new Function('out', 'X', 'n', `for (let i = 0; i < n; i++) { const x = X[i]; out[i] = ${expr}; }`) as UnaryLoop;
+  return new Function(`return function ${name}Loop(out, X, n) { for (let i = 0; i < n; i++) { const x = X[i]; out[i] = ${expr}; } }`)() as UnaryLoop;
 }
 
 function unaryKernel(loop: UnaryLoop, original: Fn): Fn {
@@ -371,15 +386,15 @@ export function registerFastCpuKernels(): boolean {
   };
   if (!tf.getKernel('Add', 'cpu')) return false;
   for (const [name, expr] of Object.entries(BINARY)) {
-    const loop = makeLoop(expr);
-    replace(name, (orig) => binaryKernel(loop, orig));
+    const loop = makeLoop(name, expr);
+    replace(name, (orig) => binaryKernel(loop, orig, false, NATIVE_OP[name] ?? -1));
   }
   for (const [name, expr] of Object.entries(COMPARE)) {
-    const loop = makeLoop(expr);
+    const loop = makeLoop(name, expr);
     replace(name, (orig) => binaryKernel(loop, orig, true));
   }
   for (const [name, expr] of Object.entries(UNARY)) {
-    const loop = makeUnaryLoop(expr);
+    const loop = makeUnaryLoop(name, expr);
     replace(name, (orig) => unaryKernel(loop, orig));
   }
   replace('Sum', (orig) => reduceKernel('sum', orig));

@@ -16,6 +16,12 @@ export interface NativeGemm {
    * sqrt(1−β2^t), eps, 1−lr·wd, lr/(1−β1^t), gradScale]. Bit-identical to the tfjs-ops version on the cpu backend.
    */
   adamw(p: Float32Array, m: Float32Array, v: Float32Array, g: Float32Array, pOut: Float32Array, mOut: Float32Array, vOut: Float32Array, s: Float32Array): void;
+  /**
+   * out[o·inner + i] = a[o·aos + i·ais] (op) b[o·bos + i·bis], computed in float64 and rounded once like tfjs's JS
+   * kernels. op: 0 add, 1 sub, 2 mul, 3 div, 4 squared difference.
+   */
+  binary(op: number, a: Float32Array, b: Float32Array, out: Float32Array, outer: number, inner: number,
+    aos: number, ais: number, bos: number, bis: number): void;
   setThreads(n: number): void;
   threads(): number;
   /** 'avx2-fma' or 'scalar' (how it was compiled). */

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { registerFastCpuKernels } from '../../src/perf/cpu-kernels.ts';
+import { registerNativeMatMul } from '../../src/perf/kernels.ts';
+import { loadNativeGemm } from '../../src/perf/native.ts';
 import { Rng } from '../../src/util/rng.ts';
 
 // Every case is computed with tfjs's own cpu kernels first, then with the fast ones registered over them; the
@@ -10,6 +12,8 @@ const BINARY = ['add', 'sub', 'mul', 'div', 'maximum', 'minimum', 'squaredDiffer
 const SHAPES: [number[], number[]][] = [
   [[3, 4], [3, 4]], [[3, 4], [4]], [[3, 4], [3, 1]], [[2, 3, 4], [1, 3, 1]], [[2, 1, 4], [3, 1]], [[5], []], [[], [2, 2]],
   [[4, 1, 3, 2], [4, 5, 1, 2]], [[64, 300], [64, 1]], [[2, 3, 0], [3, 1]], [[1], [1]],
+  // ≥ 32768 elements and ≤ 2 coalesced dims: the native multithreaded path (add/sub/mul/div/squaredDifference)
+  [[300, 200], [300, 200]], [[300, 200], [300, 1]], [[300, 200], [200]], [[70001], []], [[2, 3, 9000], [1, 3, 9000]], [[40000, 2], [40000, 1]],
 ];
 
 function cases(): { name: string; out: tf.Tensor }[] {
@@ -53,6 +57,7 @@ describe('fast cpu kernels', () => {
     await tf.setBackend('cpu');
     const ref = cases().map((c) => ({ name: c.name, shape: c.out.shape, dtype: c.out.dtype, data: Array.from(c.out.dataSync() as Float32Array) }));
     expect(registerFastCpuKernels()).toBe(true);
+    expect(registerNativeMatMul(loadNativeGemm())).toBe(true); // enables the native elementwise path too
     const kernel = tf.getKernel('Add', 'cpu')!.kernelFunc;
     const got = cases().map((c) => ({ name: c.name, shape: c.out.shape, dtype: c.out.dtype, data: Array.from(c.out.dataSync() as Float32Array) }));
     expect(got.length).toBe(ref.length);
