@@ -303,6 +303,12 @@ export async function train(recipe: Recipe, opts: TrainOptions = {}): Promise<Su
 
   let thrown: unknown = null;
   try {
+    // The starting point of the validation curve. Not an epoch evaluation: the overfit detector and `best` start
+    // with the first evaluation after training steps (there is no checkpoint of step 0 to point at).
+    if (st.globalStep === 0 && val.length > 0) {
+      emit(evaluate());
+      await plot();
+    }
     outer: while (st.globalStep < totalSteps) {
       if (st.order === null) {
         st.order = rng.shuffle(Array.from({ length: train.length }, (_, i) => i));

@@ -52,11 +52,11 @@ describe('gemma-tune train (CLI)', () => {
     expect(second.stdout).toMatch(/done: 6 steps/);
     const rows = readMetrics(path.join(out, 'metrics.jsonl'));
     expect(rows.filter((r) => r.split === 'train').map((r) => r.step)).toEqual([1, 2, 3, 4, 5, 6]);
-    expect(rows.filter((r) => r.split === 'val').map((r) => r.step)).toEqual([2, 4, 6]);
+    expect(rows.filter((r) => r.split === 'val').map((r) => r.step)).toEqual([0, 2, 4, 6]);
 
     // The interrupted + resumed run is reproduced bit for bit by a straight re-run in a fresh process.
     const rep = await run(['reproduce', out, '--quiet']);
-    expect(rep.stdout).toMatch(/REPRODUCED: 9 metrics rows identical .*final weights bit-identical on backend wasm/);
+    expect(rep.stdout).toMatch(/REPRODUCED: 10 metrics rows identical .*final weights bit-identical on backend wasm/);
     expect(rep.code).toBe(0);
   });
 
@@ -72,7 +72,7 @@ describe('gemma-tune train (CLI)', () => {
     const train = rows.filter((x): x is TrainRow => x.split === 'train');
     expect(train.map((x) => x.step)).toEqual([1, 2]);
     expect(train[1].loss).toBeLessThan(train[0].loss);
-    expect(rows.filter((x) => x.split === 'val').map((x) => x.step)).toEqual([2]);
+    expect(rows.filter((x) => x.split === 'val').map((x) => x.step)).toEqual([0, 2]);
     for (const f of ['recipe.yaml', 'manifest.json', 'loss.svg', 'summary.json', 'checkpoints/final/model.safetensors', 'checkpoints/best/config.json']) {
       expect(fs.existsSync(path.join(out, f)), f).toBe(true);
     }

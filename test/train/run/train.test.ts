@@ -46,8 +46,9 @@ describe('a training run', () => {
     const valRows = rows.filter((r): r is ValRow => r.split === 'val');
     expect(trainRows.map((r) => r.step)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(trainRows.map((r) => r.epoch)).toEqual([0.5, 1, 1.5, 2, 2.5, 3]);
-    expect(valRows.map((r) => [r.step, r.epoch])).toEqual([[2, 1], [4, 2], [6, 3]]);
-    expect(rows.map((r) => r.split).join(',')).toBe('train,train,val,train,train,val,train,train,val');
+    // a val row at step 0 (before training: the curve's starting point), then one per epoch
+    expect(valRows.map((r) => [r.step, r.epoch])).toEqual([[0, 0], [2, 1], [4, 2], [6, 3]]);
+    expect(rows.map((r) => r.split).join(',')).toBe('val,train,train,val,train,train,val,train,train,val');
     for (const r of trainRows) {
       expect(Object.keys(r).sort()).toEqual(['elapsed_s', 'epoch', 'grad_norm', 'loss', 'lr', 'split', 'step', 'supervised_tokens', 'tokens', 'tokens_per_s'].sort());
       expect(r.lr).toBe(1e-2);
@@ -57,7 +58,8 @@ describe('a training run', () => {
     expect(trainRows[5].tokens).toBeGreaterThan(trainRows[0].tokens);
     // Two epochs see the same tokens: cumulative tokens after epoch 2 = 2 × after epoch 1.
     expect(trainRows[3].tokens).toBe(2 * trainRows[1].tokens);
-    expect(valRows[2].loss).toBeLessThan(valRows[0].loss);
+    expect(valRows[3].loss).toBeLessThan(valRows[1].loss);
+    expect(valRows[1].loss).toBeLessThan(valRows[0].loss); // training lowers it from the untrained start
     expect(trainRows[5].loss).toBeLessThan(trainRows[0].loss);
 
     // Checkpoints: one per epoch + final, each resumable; best → the lowest val loss.
@@ -69,7 +71,7 @@ describe('a training run', () => {
     }
     expect(readTrainerState(path.join(ck, 'epoch-1')).globalStep).toBe(2);
     expect(readTrainerState(path.join(ck, 'final')).globalStep).toBe(6);
-    const bestVal = valRows.reduce((a, b) => (b.loss < a.loss ? b : a));
+    const bestVal = valRows.filter((r) => r.step > 0).reduce((a, b) => (b.loss < a.loss ? b : a));
     expect(fs.readlinkSync(path.join(ck, 'best'))).toBe(`epoch-${bestVal.epoch}`);
     expect(await resolveModelDir(out)).toBe(path.join(ck, 'best'));
     // final holds the trained weights exactly (f32), loadable as an HF checkpoint
@@ -98,7 +100,7 @@ describe('a training run', () => {
     // Plot and summary.
     const svg = fs.readFileSync(path.join(out, 'loss.svg'), 'utf8');
     expect(/class="series-train"[^>]*points="([^"]+)"/.exec(svg)![1].split(' ')).toHaveLength(6);
-    expect(/class="series-val"[^>]*points="([^"]+)"/.exec(svg)![1].split(' ')).toHaveLength(3);
+    expect(/class="series-val"[^>]*points="([^"]+)"/.exec(svg)![1].split(' ')).toHaveLength(4);
     expect(svg).toContain(`data-step="${bestVal.step}"`);
     expect(fs.existsSync(path.join(out, 'loss.png'))).toBe(true);
     const s = json(path.join(out, 'summary.json'));
@@ -106,7 +108,8 @@ describe('a training run', () => {
     expect(s).toMatchObject({ status: 'completed', steps: 6, total_steps: 6, steps_per_epoch: 2, epochs: 3, early_stopped: false });
     expect(s.best).toEqual({ step: bestVal.step, epoch: bestVal.epoch, val_loss: bestVal.loss, checkpoint: path.join(ck, `epoch-${bestVal.epoch}`) });
     expect(s.final_train_loss).toBe(trainRows[5].loss);
-    expect(s.final_val_loss).toBe(valRows[2].loss);
+    expect(s.final_val_loss).toBe(valRows[3].loss);
+    expect(s.first_val_loss).toBe(valRows[0].loss); // the step-0 evaluation
     expect(s.overfit.overfitting).toBe(false);
     expect(s.peak_rss_mb).toBeGreaterThan(10);
     expect(s.throughput.tokens).toBe(trainRows[5].tokens);
@@ -118,18 +121,18 @@ describe('a training run', () => {
   it('reproduce: the same recipe again gives bit-identical metrics and weights; a tampered loss is caught', async () => {
     const r = await reproduce(out);
     expect(r.mismatches).toEqual([]);
-    expect(r).toMatchObject({ match: true, weightsMatch: true, rowsCompared: 9, backend: 'wasm' });
+    expect(r).toMatchObject({ match: true, weightsMatch: true, rowsCompared: 10, backend: 'wasm' });
     const copy = path.join(ws.dir, 'tampered');
     fs.cpSync(out, copy, { recursive: true, verbatimSymlinks: true });
     const lines = fs.readFileSync(path.join(copy, 'metrics.jsonl'), 'utf8').split('\n');
-    const row4 = JSON.parse(lines[3]);
-    row4.loss = row4.loss + 1e-6;
-    lines[3] = JSON.stringify(row4);
+    const row5 = JSON.parse(lines[4]);
+    row5.loss = row5.loss + 1e-6;
+    lines[4] = JSON.stringify(row5);
     fs.writeFileSync(path.join(copy, 'metrics.jsonl'), lines.join('\n'));
     const bad = await reproduce(copy);
     expect(bad.match).toBe(false);
     expect(bad.mismatches).toHaveLength(1);
-    expect(bad.mismatches[0]).toMatch(/^metrics.jsonl row 4 \(train step 3\): loss /);
+    expect(bad.mismatches[0]).toMatch(/^metrics.jsonl row 5 \(train step 3\): loss /);
   });
 
   it('interrupt at step 3 + resume gives the identical metrics rows and final weights as a straight run', async () => {
@@ -149,7 +152,7 @@ describe('a training run', () => {
     await train(ws.recipe(), { outDir: split, resume: true });
     const a = readMetrics(path.join(straight, 'metrics.jsonl'));
     const b = readMetrics(path.join(split, 'metrics.jsonl'));
-    expect(b).toHaveLength(9);
+    expect(b).toHaveLength(10);
     expect(deterministic(b as never)).toEqual(deterministic(a as never));
     expect(sha(path.join(split, 'checkpoints', 'final', 'model.safetensors'))).toBe(sha(path.join(straight, 'checkpoints', 'final', 'model.safetensors')));
     expect(sha(path.join(split, 'checkpoints', 'final', 'optimizer.safetensors'))).toBe(sha(path.join(straight, 'checkpoints', 'final', 'optimizer.safetensors')));
@@ -173,8 +176,8 @@ describe('a training run', () => {
     expect(json(path.join(out, 'manifest.json'))).toMatchObject({ exit_status: 'diverged', exit_code: 1 });
     expect(json(path.join(out, 'summary.json')).status).toBe('diverged');
     const rows = readMetrics(path.join(out, 'metrics.jsonl'));
-    expect(rows.map((r) => r.step)).toEqual([1, 2]);
-    const last = rows[1] as TrainRow;
+    expect(rows.map((r) => r.step)).toEqual([0, 1, 2]);
+    const last = rows[2] as TrainRow;
     expect(Number.isFinite(last.loss) && Number.isFinite(last.grad_norm)).toBe(false);
   });
 
@@ -195,6 +198,10 @@ describe('a training run', () => {
     const vals = readMetrics(path.join(out, 'metrics.jsonl')).filter((r) => r.split === 'val');
     expect(vals.at(-1)!.loss).toBeGreaterThan(vals.at(-2)!.loss);
     expect(vals.at(-2)!.loss).toBeGreaterThan(vals.at(-3)!.loss);
+    // the step-0 evaluation is on the curve but neither an epoch evaluation for the detector nor a best candidate
+    expect(vals[0].step).toBe(0);
+    expect(s.overfit.began!.step).toBeGreaterThan(0);
+    expect(s.best!.step).toBeGreaterThan(0);
     // save_strategy no: best is a weights-only copy at the best evaluation; final exists
     const ck = path.join(out, 'checkpoints');
     expect(fs.lstatSync(path.join(ck, 'best')).isDirectory()).toBe(true);
