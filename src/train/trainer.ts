@@ -34,6 +34,9 @@ import {
 } from './run-state.ts';
 import { baseModelHash, dataHashes, readManifest, sha256, versions, writeManifest, type ExitStatus, type Manifest } from './manifest.ts';
 import { makeReporter, type Reporter } from './terminal.ts';
+import { evaluate as evaluateModels, type EvalMetric } from '../eval/evaluate.ts';
+import { tfjsEvalModel } from '../eval/tfjs-model.ts';
+import { formatTable, writeReport } from '../eval/report.ts';
 
 export interface TrainOptions {
   /** Run directory (default: recipe.output_dir, or the RUN_DIR given to `resume`). */
@@ -79,6 +82,11 @@ export interface Summary {
   val_loss_int4_ptq_float: number | null;
   /** Data preparation warnings (`file:line: ...`: examples dropped, turns cut at data.max_length). */
   data_warnings: string[];
+  /**
+   * `eval.generate`: the evaluator's numbers for the final weights on data.validation (loss, perplexity and the
+   * generation metrics that fit the data); the full report is `report` (<run>/eval/report.json). Null when not asked.
+   */
+  eval: { report: string; checkpoint: string; examples: number; metrics: Partial<Record<EvalMetric, number>> } | { error: string } | null;
 }
 
 /** The INT4 export grid of `gemma-tune export --int4` (Q4_0 linears, Q8_0 token embeddings), as a QAT plan for post-training quantization. */
@@ -272,6 +280,7 @@ export async function train(recipe: Recipe, opts: TrainOptions = {}): Promise<Su
   let status: ExitStatus = 'running';
   let message: string | null = null;
   let lastGood: { name: string; step: number } | null = resumeFrom ? { name: resumeFrom.name, step: resumeFrom.step } : null;
+  let endEval: Summary['eval'] = null;
 
   const snapshot = () => ({ ...st, overfit: overfit.getState(), elapsedS: elapsed(), metricsRows: rows.length });
   const saveCk = async (name: string) => {
@@ -409,6 +418,7 @@ export async function train(recipe: Recipe, opts: TrainOptions = {}): Promise<Su
     if (status === 'running') status = 'completed';
     if (status === 'completed' || status === 'early_stopped') {
       await saveCk('final');
+      if (recipe.eval.generate && recipe.data.validation) endEval = await generationEval(recipe.data.validation);
       message = status === 'early_stopped' ? `early stopping at step ${st.globalStep}: ${overfit.verdict().message}` : null;
     }
   } catch (e) {
@@ -439,7 +449,7 @@ export async function train(recipe: Recipe, opts: TrainOptions = {}): Promise<Su
       overfit: overfit.verdict(), early_stopped: st.earlyStopped,
       throughput: { tokens: st.tokensSeen, tokens_per_s: round(st.tokensSeen / Math.max(el, 1e-9), 1), steps_per_s: round(st.globalStep / Math.max(el, 1e-9), 4), elapsed_s: round(el) },
       peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
-      backend, message, ...int4Summary(valRows), data_warnings: data.stats.warnings,
+      backend, message, ...int4Summary(valRows), data_warnings: data.stats.warnings, eval: endEval,
     };
     if (rows.length) await plot().catch(() => undefined);
     await writeFileAtomic(path.join(runDir, 'summary.json'), JSON.stringify(summary, null, 2) + '\n');
@@ -449,6 +459,31 @@ export async function train(recipe: Recipe, opts: TrainOptions = {}): Promise<Su
     manifest.message = message;
     await writeManifest(runDir, manifest);
     return summary;
+  }
+
+  /**
+   * `gemma-tune eval` on the final weights (in memory = checkpoints/final) and the validation file, with greedy
+   * generation (eval.max_new_tokens): <run>/eval/report.json + table.txt, the table printed. A failure here is
+   * reported, not fatal: training itself completed.
+   */
+  async function generationEval(file: string): Promise<Summary['eval']> {
+    const checkpoint = path.join(runDir, 'checkpoints', 'final');
+    try {
+      const em = tfjsEvalModel(model, tokenizer, { name: 'final', source: checkpoint, backend });
+      const report = await evaluateModels(em, file, {
+        maxNewTokens: recipe.eval.max_new_tokens, trainOn: recipe.data.train_on, maxLength: recipe.data.max_length,
+      });
+      const out = path.join(runDir, 'eval', 'report.json');
+      const table = formatTable(report);
+      await writeReport(out, report);
+      await writeFileAtomic(path.join(runDir, 'eval', 'table.txt'), table + '\n');
+      reporter.note(`evaluation of the final model (eval.generate, max_new_tokens ${recipe.eval.max_new_tokens}):\n${table}`);
+      return { report: out, checkpoint, examples: report.examples, metrics: report.models[0].metrics };
+    } catch (e) {
+      const error = (e as Error).message;
+      reporter.note(`warning: end-of-training evaluation failed: ${error}`);
+      return { error };
+    }
   }
 
   /** The last QAT evaluation, and the INT4 (Q4_0 export grid) validation loss of the final weights vs float. */
@@ -478,6 +513,7 @@ export async function train(recipe: Recipe, opts: TrainOptions = {}): Promise<Su
       ['summary', path.join(runDir, 'summary.json')],
     ];
     if (s.best) paths.splice(5, 0, ['best model', path.join(runDir, 'checkpoints', 'best')]);
+    if (s.eval && 'report' in s.eval) paths.push(['eval report', s.eval.report]);
     return {
       status: s.status === 'early_stopped' ? 'early stopped' : 'done', steps: s.steps, epochs: s.epochs,
       finalTrainLoss: s.final_train_loss, finalValLoss: s.final_val_loss,

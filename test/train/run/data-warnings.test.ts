@@ -30,6 +30,8 @@ describe('data warnings in the banner and summary.json', () => {
     expect(s.data_warnings.some((w) => w.includes('train.jsonl:7: skipped: no supervised token left'))).toBe(true);
     const saved = JSON.parse(fs.readFileSync(path.join(ws.dir, 'run', 'summary.json'), 'utf8'));
     expect(saved.data_warnings).toEqual(s.data_warnings);
+    expect(saved.eval).toBeNull(); // eval.generate is off by default: no end-of-training generation
+    expect(fs.existsSync(path.join(ws.dir, 'run', 'eval'))).toBe(false);
     // banner on stderr (json mode), every warning listed, nothing of it on stdout (metrics rows only)
     for (const w of s.data_warnings) expect(err.text()).toContain(`  warning   ${w}`);
     expect(out.text()).not.toContain('warning');
