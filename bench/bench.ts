@@ -85,17 +85,22 @@ async function main(): Promise<void> {
   }
   const args = parseArgs(argv);
   const results: CaseResult[] = [];
+  const failures: { model: string; backend: string; exit: string; stderr_tail: string }[] = [];
   for (const m of args.models) {
     for (const b of args.backends) {
       const opts: CaseOptions = { model: MODELS[m], backend: b, steps: args.steps, warmup: args.warmup, batch: args.batch, seq: args.seq, gen: args.gen, forward: args.forward, train: args.train, threads: args.threads };
       process.stderr.write(`bench: ${m} on ${b} ...\n`);
       const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', JSON.stringify(opts)], {
-        stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8', maxBuffer: 64 << 20,
+        stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', maxBuffer: 256 << 20,
         env: { ...process.env, ...(b === 'cpu-js' ? { GEMMA_TUNE_NATIVE: '0' } : {}) },
       });
+      // progress lines; the wasm runtime prints its whole minified source on an abort, so cut long lines
+      const errLines = (r.stderr ?? '').split('\n').filter((l) => l.length > 0 && l.length < 400);
+      process.stderr.write(errLines.join('\n') + '\n');
       const last = (r.stdout ?? '').trim().split('\n').pop() ?? '';
       if (r.status !== 0 || !last.startsWith('{')) {
         console.error(`bench: ${m} on ${b} failed (exit ${r.status ?? r.signal})`);
+        failures.push({ model: MODELS[m], backend: b, exit: String(r.status ?? r.signal), stderr_tail: errLines.slice(-3).join('\n') });
         process.exitCode = 1;
         continue;
       }
@@ -107,8 +112,10 @@ async function main(): Promise<void> {
     cpu_model: (await import('node:os')).cpus()[0]?.model ?? null,
     reference_pytorch: { train_tokens_per_s: 34, forward_tokens_per_s: 125, peak_rss_gb: 7.0, note: 'PyTorch 1.13 eager fp32, OpenBLAS, 2 threads, 270M, batch 4 x 128' },
     results,
+    failures,
   };
   console.error('\n' + table(results));
+  for (const f of failures) console.error(`${f.model} on ${f.backend}: failed (exit ${f.exit})`);
   if (args.json) console.log(JSON.stringify(report, null, 2));
   else {
     fs.writeFileSync(args.out, JSON.stringify(report, null, 2) + '\n');

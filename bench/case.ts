@@ -86,10 +86,11 @@ export async function runCase(o: CaseOptions, log: (m: string) => void): Promise
     for (let i = 0; i < o.warmup + o.steps; i++) {
       const t0 = now(), c0 = process.cpuUsage();
       const loss = await impl.train(examples);
+      if (process.env.BENCH_GC === '1') (globalThis as { gc?: () => void }).gc?.();
       const dt = now() - t0, c = process.cpuUsage(c0);
       losses.push(loss);
       if (i >= o.warmup) { stepS.push(dt); stepCpu.push((c.user + c.system) / 1e6); loads.push(os.loadavg()[0]); }
-      log(`  ${i < o.warmup ? 'warm-up' : 'step'} ${i + 1}: ${dt.toFixed(2)} s (cpu ${((c.user + c.system) / 1e6).toFixed(1)} s, load ${os.loadavg()[0].toFixed(1)}), loss ${loss.toFixed(4)}, ${tf.memory().numTensors} tensors, rss ${(process.memoryUsage().rss / 2 ** 30).toFixed(2)} GB`);
+      log(`  ${i < o.warmup ? 'warm-up' : 'step'} ${i + 1}: ${dt.toFixed(2)} s (cpu ${((c.user + c.system) / 1e6).toFixed(1)} s, load ${os.loadavg()[0].toFixed(1)}), loss ${loss.toFixed(4)}, ${tf.memory().numTensors} tensors (${(tf.memory().numBytes / 1e9).toFixed(2)} GB), rss ${(process.memoryUsage().rss / 2 ** 30).toFixed(2)} GB`);
     }
   }
   if (o.train) peakTrain = (process.resourceUsage().maxRSS * 1024) / 1e9;
