@@ -333,7 +333,10 @@ function reduceKernel(kind: Reducer, original: Fn): Fn {
     if (reduceSize === 0 && kind !== 'sum') return original(args);
     const out = new Float32Array(outSize);
     const f = Math.fround, N = reduceSize;
-    if (isSuffix) {
+    const g = xv instanceof Float32Array && xv.length >= NATIVE_MIN_SIZE && reduceSize > 0 && nativeMatMulActive() ? loadNativeGemm() : null;
+    if (g?.reduce) {
+      g.reduce(kind === 'sum' ? 0 : kind === 'max' ? 1 : 2, xv as Float32Array, out, isSuffix ? outSize : N, isSuffix ? N : outSize, isSuffix);
+    } else if (isSuffix) {
       for (let i = 0; i < outSize; i++) {
         const o = i * N;
         if (kind === 'max') {

@@ -22,6 +22,11 @@ export interface NativeGemm {
    */
   binary(op: number, a: Float32Array, b: Float32Array, out: Float32Array, outer: number, inner: number,
     aos: number, ais: number, bos: number, bis: number): void;
+  /**
+   * Sum (0) / max (1) / mean (2) of a row-major [rows, cols] float32 array over each row (innermost=true, out has
+   * `rows` values) or each column (false, `cols` values), in tfjs's accumulation order: bit-identical to tfjs.
+   */
+  reduce(kind: number, x: Float32Array, out: Float32Array, rows: number, cols: number, innermost: boolean): void;
   setThreads(n: number): void;
   threads(): number;
   /** 'avx2-fma' or 'scalar' (how it was compiled). */

@@ -46,6 +46,11 @@ function cases(): { name: string; out: tf.Tensor }[] {
       out.push({ name: `${op} ${ax}`, out: tf[op](r, ax) }, { name: `${op} ${ax} keep`, out: tf[op](r, ax, true) });
     }
     out.push({ name: `${op} nan`, out: tf[op](tf.tensor2d([[1, NaN], [2, 3], [-Infinity, 0]]), 0) });
+    // large enough for the native path: rows, columns (e.g. logSumExp over the vocabulary axis 0), all
+    const big = rnd([300, 130]);
+    for (const ax of [0, 1, -1, undefined] as (number | undefined)[]) out.push({ name: `${op} big ${ax}`, out: tf[op](big, ax) });
+    const nanBig = tf.concat([rnd([200, 170]), tf.fill([1, 170], NaN)]);
+    out.push({ name: `${op} big nan`, out: tf[op](nanBig, 0) });
   }
   tf.split(x, [3, 4], 2).forEach((t, i) => out.push({ name: `splitV ${i}`, out: t }));
   tf.split(x, 3, 0).forEach((t, i) => out.push({ name: `split ${i}`, out: t }));
