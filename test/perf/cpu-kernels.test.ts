@@ -52,13 +52,16 @@ function cases(): { name: string; out: tf.Tensor }[] {
     const nanBig = tf.concat([rnd([200, 170]), tf.fill([1, 170], NaN)]);
     out.push({ name: `${op} big nan`, out: tf[op](nanBig, 0) });
   }
+  // scatter-add with duplicate indices (the embedding gradient), rows and single elements
+  out.push({ name: 'scatterNd rows', out: tf.scatterND(tf.tensor2d([[3], [0], [3], [5]], [4, 1], 'int32'), rnd([4, 7]), [6, 7]) });
+  out.push({ name: 'scatterNd elems', out: tf.scatterND(tf.tensor2d([[1, 2], [1, 2], [0, 0]], [3, 2], 'int32'), rnd([3]), [2, 3]) });
   tf.split(x, [3, 4], 2).forEach((t, i) => out.push({ name: `splitV ${i}`, out: t }));
   tf.split(x, 3, 0).forEach((t, i) => out.push({ name: `split ${i}`, out: t }));
   return out;
 }
 
 describe('fast cpu kernels', () => {
-  it('are bit-identical to tfjs-backend-cpu for binary/unary ops, comparisons, reductions, Slice, SplitV, Transpose, Softmax', async () => {
+  it('are bit-identical to tfjs-backend-cpu for binary/unary ops, comparisons, reductions, ScatterNd, Slice, SplitV, Transpose, Softmax', async () => {
     await tf.setBackend('cpu');
     const ref = cases().map((c) => ({ name: c.name, shape: c.out.shape, dtype: c.out.dtype, data: Array.from(c.out.dataSync() as Float32Array) }));
     expect(registerFastCpuKernels()).toBe(true);
@@ -72,6 +75,8 @@ describe('fast cpu kernels', () => {
       // Object.is: NaN equals NaN, 0 and -0 differ
       expect(got[i].data.every((v, j) => Object.is(v, ref[i].data[j])), got[i].name).toBe(true);
     }
+    // an out-of-range scatter index still raises tfjs's error
+    expect(() => tf.scatterND(tf.tensor2d([[9]], [1, 1], 'int32'), tf.ones([1, 7]), [6, 7])).toThrow(/Invalid indices/);
     expect(registerFastCpuKernels()).toBe(true); // idempotent: does not wrap twice
     expect(tf.getKernel('Add', 'cpu')!.kernelFunc).toBe(kernel);
   });
