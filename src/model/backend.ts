@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.ts';
 import { registerCpuSpeedups } from '../perf/register.ts';
+import { loadNativeGemm } from '../perf/native.ts';
 
 export type BackendName = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
 export const BACKEND_NAMES: BackendName[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
@@ -65,7 +66,8 @@ async function useWasm(): Promise<boolean> {
 }
 
 /**
- * Select the tfjs backend. `auto`: tfjs-node-gpu (if it loads and a GPU is present) → tfjs-node → wasm → cpu.
+ * Select the tfjs backend. `auto`: tfjs-node-gpu (if it loads and a GPU is present) → tfjs-node → cpu with the
+ * native kernels (if the addon is built) → wasm → cpu.
  * The native packages are optional dependencies; `auto` skips them silently, an explicit `tensorflow` fails
  * with a clear error. Returns the active backend name ('tensorflow', 'wasm' or 'cpu').
  */
@@ -79,6 +81,12 @@ export async function initBackend(name: BackendName | string = 'auto'): Promise<
     if (name === 'tensorflow') {
       throw new UserError('backend "tensorflow" needs the optional package @tensorflow/tfjs-node (or @tensorflow/tfjs-node-gpu), which could not be loaded; install it or use --backend wasm');
     }
+  }
+  // With the project's native kernels (built by `npm ci`) the cpu backend is the fastest pure-tfjs option for the
+  // 270M model and has no 4 GB heap limit; wasm cannot hold a full fine-tune of 270M (weights + grads + AdamW).
+  if (name === 'auto' && loadNativeGemm() && (await use('cpu'))) {
+    registerCpuSpeedups();
+    return 'cpu';
   }
   if (name === 'wasm' || name === 'auto') {
     if (await useWasm()) return 'wasm';

@@ -13,12 +13,13 @@ import { saveCheckpoint } from '../../src/io/checkpoint.ts';
 import { defaultTokenizerDir } from '../../src/data/tokenizer.ts';
 import { tinyConfig, tinyWeights, modelLogits } from './tiny.ts';
 import { initBackend } from '../../src/model/backend.ts';
+import { loadNativeGemm } from '../../src/perf/native.ts';
 
 describe('initBackend', () => {
-  it('auto falls back silently to wasm here; explicit tensorflow is a clear error; cpu works', async () => {
+  it('auto falls back silently (cpu with the native kernels, else wasm); explicit tensorflow is a clear error; cpu works', async () => {
     let nativeInstalled = true;
     try { createRequire(import.meta.url).resolve('@tensorflow/tfjs-node'); } catch { nativeInstalled = false; }
-    expect(await initBackend('auto')).toBe(nativeInstalled ? 'tensorflow' : 'wasm');
+    expect(await initBackend('auto')).toBe(nativeInstalled ? 'tensorflow' : loadNativeGemm() ? 'cpu' : 'wasm');
     if (!nativeInstalled) await expect(initBackend('tensorflow')).rejects.toThrow(/optional package @tensorflow\/tfjs-node/);
     expect(await initBackend('cpu')).toBe('cpu');
     await expect(initBackend('gpu')).rejects.toThrow(/unknown backend "gpu"/);

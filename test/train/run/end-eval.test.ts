@@ -37,7 +37,7 @@ describe('end-of-training evaluation (eval.generate)', () => {
     expect(printed).toContain(table.trim());
     expect(printed).toMatch(/eval report +.*eval\/report\.json/);
     // what `gemma-tune eval RUN --checkpoint final` would compute, from the checkpoint on disk
-    const again = await evaluate(path.join(run, 'checkpoints', 'final'), path.join(ws.dir, 'val.jsonl'), { maxNewTokens: 3, trainOn: 'assistant', maxLength: 48 });
+    const again = await evaluate(path.join(run, 'checkpoints', 'final'), path.join(ws.dir, 'val.jsonl'), { maxNewTokens: 3, trainOn: 'assistant', maxLength: 48, backend: 'wasm' }); // the run's backend
     expect(again.models[0].metrics).toEqual(s.eval.metrics);
     expect(again.models[0].examples.map((e) => e.output)).toEqual(report.models[0].examples.map((e: { output: string }) => e.output));
   });
