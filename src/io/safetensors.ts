@@ -94,6 +94,11 @@ export function parseSafetensorsHeader(file: string, json: Uint8Array, dataSize:
 
 /** Read and validate only the header (cheap: no tensor data is read). */
 export async function readSafetensorsHeader(file: string): Promise<SafetensorsHeader> {
+  return withFile(file, (fh) => readHeaderFrom(fh, file));
+}
+
+/** Opens `file` for reading (a missing or unreadable file is a one-line UserError), runs `f`, always closes it. */
+async function withFile<T>(file: string, f: (fh: fs.promises.FileHandle) => Promise<T>): Promise<T> {
   let fh: fs.promises.FileHandle;
   try {
     fh = await fs.promises.open(file, 'r');
@@ -101,7 +106,7 @@ export async function readSafetensorsHeader(file: string): Promise<SafetensorsHe
     throw ioError(file, e);
   }
   try {
-    return await readHeaderFrom(fh, file);
+    return await f(fh);
   } finally {
     await fh.close();
   }
@@ -178,13 +183,7 @@ export async function readSafetensors(
   file: string,
   opts: { only?: (name: string) => boolean } = {},
 ): Promise<{ tensors: Map<string, LoadedTensor>; metadata: Record<string, string> | null }> {
-  let fh: fs.promises.FileHandle;
-  try {
-    fh = await fs.promises.open(file, 'r');
-  } catch (e) {
-    throw ioError(file, e);
-  }
-  try {
+  return withFile(file, async (fh) => {
     const h = await readHeaderFrom(fh, file);
     const tensors = new Map<string, LoadedTensor>();
     for (const [name, e] of h.entries) {
@@ -193,9 +192,7 @@ export async function readSafetensors(
       tensors.set(name, { dtype: e.dtype as FloatDtype, shape: e.shape, data: await readTensor(fh, h, name, e) });
     }
     return { tensors, metadata: h.metadata };
-  } finally {
-    await fh.close();
-  }
+  });
 }
 
 export type SaveDtype = 'bf16' | 'f16' | 'f32';

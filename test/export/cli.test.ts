@@ -4,11 +4,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gguf, GGMLQuantizationType } from '@huggingface/gguf';
-import { main } from '../../src/cli/main.ts';
 import { loadCheckpoint } from '../../src/io/checkpoint.ts';
 import { writeTinyCheckpoint } from '../helpers/tiny-checkpoint.ts';
+import { runCli } from '../helpers/cli.ts';
 import type { TensorMap } from '../../src/io/tensors.ts';
 
 const run = promisify(execFile);
@@ -16,18 +16,7 @@ const repo = path.resolve(import.meta.dirname, '../..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'export-cli-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '', err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s) => ((out += String(s)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => ((err += String(s)), true));
-  try {
-    const code = await main(['node', 'gemma-tune', ...args]);
-    return { code, out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
+const cli = runCli;
 
 describe('gemma-tune export', () => {
   it('node bin/gemma-tune.js export preset:tiny --format gguf --dtype q8_0 --out X', async () => {

@@ -3,25 +3,15 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gguf, GGMLQuantizationType } from '@huggingface/gguf';
-import { main } from '../../src/cli/main.ts';
 import { writeTinyCheckpoint } from '../helpers/tiny-checkpoint.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'export-int4-emb-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '', err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s) => ((out += String(s)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => ((err += String(s)), true));
-  try {
-    return { code: await main(['node', 'gemma-tune', ...args]), out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
+const cli = runCli;
 
 async function embType(file: string): Promise<number> {
   const p = await gguf(file, { allowLocalFile: true });
