@@ -3,8 +3,9 @@
 // register-tile micro-kernel); transposes are absorbed by the packing, so callers never materialise them.
 // Every output element is accumulated in the same order whatever the thread count, so results are deterministic.
 // Without AVX2/FMA at compile time a plain C++ path is used (still correct, just slower).
-// Also a fused AdamW update (one pass over parameter, moments and gradient; see Adamw below) and multithreaded
-// elementwise binary ops (see Binary).
+// Also a fused AdamW update (one pass over parameter, moments and gradient; see Adamw below), multithreaded
+// elementwise binary ops and reductions (Binary, Reduce), the LM head's cross-entropy rows with their gradient
+// (CeRows) and GELU forward/backward (Gelu), the last two with a vectorised exp.
 #include <node_api.h>
 
 #include <algorithm>
@@ -146,14 +147,14 @@ void kernel(int kc, const float* a, const float* b, float* c, long ldc, bool acc
 }
 
 // C[i0:i1, j0:j1] of C = op(A)·op(B), C row-major with row stride ldc.
-void gemmRange(const View& A, const View& B, float* C, long ldc, long K, long i0, long i1, long j0, long j1) {
+void gemmRange(const View& A, const View& B, float* C, long ldc, long K, long i0, long i1, long j0, long j1, bool accumulate) {
   Buffers& buf = buffers();
   alignas(64) float tile[MR * NR];
   for (long jc = j0; jc < j1; jc += NC) {
     const int nc = (int)std::min<long>(NC, j1 - jc);
     for (long pc = 0; pc < K; pc += KC) {
       const int kc = (int)std::min<long>(KC, K - pc);
-      const bool acc = pc > 0;
+      const bool acc = accumulate || pc > 0;
       packB(B, pc, jc, kc, nc, buf.b);
       for (long ic = i0; ic < i1; ic += MC) {
         const int mc = (int)std::min<long>(MC, i1 - ic);
@@ -275,7 +276,7 @@ void split(long len, int parts, int t, long align, long* lo, long* hi) {
 }
 
 // One (M×K)·(K×N) product, spread over the pool along the larger output dimension.
-void gemm(const View& A, const View& B, float* C, long M, long N, long K) {
+void gemm(const View& A, const View& B, float* C, long M, long N, long K, bool accumulate = false) {
   const int T = pool->size();
   const double flops = 2.0 * M * N * K;
   const bool parallel = T > 1 && flops > 2e6;
@@ -288,8 +289,11 @@ void gemm(const View& A, const View& B, float* C, long M, long N, long K) {
     if (lo >= hi) return;
     const long i0 = byRows ? lo : 0, i1 = byRows ? hi : M;
     const long j0 = byRows ? 0 : lo, j1 = byRows ? N : hi;
-    if (K == 0) zeroRange(C, N, i0, i1, j0, j1);
-    else gemmRange(A, B, C, N, K, i0, i1, j0, j1);
+    if (K == 0) {
+      if (!accumulate) zeroRange(C, N, i0, i1, j0, j1);
+    } else {
+      gemmRange(A, B, C, N, K, i0, i1, j0, j1, accumulate);
+    }
   };
   if (parallel) pool->run(body);
   else body(0);
@@ -317,14 +321,14 @@ bool getF32(napi_env env, napi_value v, float** data, size_t* len) {
   return true;
 }
 
-// matmul(a, b, c, batch, M, N, K, transA, transB, aBatchStride, bBatchStride)
-// c[batch, M, N] = op(a[i]) · op(b[i]); a batch stride of 0 broadcasts that operand.
+// matmul(a, b, c, batch, M, N, K, transA, transB, aBatchStride, bBatchStride[, accumulate])
+// c[batch, M, N] = op(a[i]) · op(b[i]) (accumulate: c += ...); a batch stride of 0 broadcasts that operand.
 napi_value Matmul(napi_env env, napi_callback_info info) {
-  size_t argc = 11;
-  napi_value argv[11];
+  size_t argc = 12;
+  napi_value argv[12];
   CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
-  if (argc != 11) {
-    napi_throw_type_error(env, nullptr, "gemm.matmul: expected 11 arguments");
+  if (argc != 11 && argc != 12) {
+    napi_throw_type_error(env, nullptr, "gemm.matmul: expected 11 or 12 arguments");
     return nullptr;
   }
   float *a, *b, *c;
@@ -341,6 +345,8 @@ napi_value Matmul(napi_env env, napi_callback_info info) {
   int64_t sa, sb;
   CHECK(napi_get_value_int64(env, argv[9], &sa));
   CHECK(napi_get_value_int64(env, argv[10], &sb));
+  bool accumulate = false;
+  if (argc == 12) CHECK(napi_get_value_bool(env, argv[11], &accumulate));
   const long batch = n[0], M = n[1], N = n[2], K = n[3];
   if (batch < 0 || M < 0 || N < 0 || K < 0 || sa < 0 || sb < 0) {
     napi_throw_range_error(env, nullptr, "gemm.matmul: negative size");
@@ -356,7 +362,7 @@ napi_value Matmul(napi_env env, napi_callback_info info) {
   for (long i = 0; i < batch; i++) {
     const View A = ta ? View{a + i * sa, 1, M} : View{a + i * sa, K, 1};
     const View B = tb ? View{b + i * sb, 1, K} : View{b + i * sb, N, 1};
-    gemm(A, B, c + i * M * N, M, N, K);
+    gemm(A, B, c + i * M * N, M, N, K, accumulate);
   }
   return nullptr;
 }
@@ -590,6 +596,217 @@ napi_value Reduce(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// ---- exp, 8 lanes at a time ----
+// exp: x = n·ln2 + r with |r| ≤ ln2/2 (ln2 split in two parts for an exact n·ln2), e^r by its degree-7 Taylor
+// polynomial (error < 2e-7 relative on that interval), 2^n built in the exponent bits. Inputs are clamped to
+// [-87, 88] (e^-87 ≈ 1.6e-38: the smallest normal floats; callers only need it for x ≤ 0 and moderate x > 0).
+#if GT_AVX2
+inline __m256 exp8(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.f)), _mm256_set1_ps(88.f));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.f / 5040);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 720));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 120));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 24));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 6));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+inline float hsum8(__m256 v) {
+  alignas(32) float t[8];
+  _mm256_store_ps(t, v);
+  return ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+}
+#endif
+
+// ---- cross-entropy rows: loss and dlogits in one pass over each row of logits ----
+// z [rows, V] (in place). Per row r with target t: (softcap c > 0: z ← c·tanh(z/c) first)
+//   lse = max + log Σ exp(z − max),  loss[r] = lse − z[t],
+//   z ← scale · (softmax(z) − onehot(t)) · (c > 0 ? 1 − (z/c)² : 1)      (when grad; else z is left as is)
+// Rows are split over threads; each row is summed by one thread in a fixed order (deterministic).
+void ceRow(float* z, long V, int t, float scale, float cap, bool grad, float* lseOut, float* lossOut) {
+  if (cap > 0) {
+    for (long j = 0; j < V; j++) z[j] = cap * std::tanh(z[j] / cap);
+  }
+  float m = z[0];
+  for (long j = 1; j < V; j++) m = std::max(m, z[j]);
+  const float zt = z[t];
+  // without a cap, exp(z − max) is stored and reused; with one, z must survive for the cap's derivative
+  const bool store = grad && cap <= 0;
+  double s = 0;
+  long j = 0;
+#if GT_AVX2
+  const __m256 mv = _mm256_set1_ps(m);
+  __m256 acc = _mm256_setzero_ps();
+  for (; j + 8 <= V; j += 8) {
+    const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(z + j), mv));
+    if (store) _mm256_storeu_ps(z + j, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  s = hsum8(acc);
+#endif
+  for (; j < V; j++) {
+    const float e = std::exp(z[j] - m);
+    if (store) z[j] = e;
+    s += e;
+  }
+  const float lse = m + (float)std::log(s);
+  *lseOut = lse;
+  *lossOut = lse - zt;
+  if (!grad) return;
+  const float k = (float)(scale / s);
+  if (store) {
+    j = 0;
+#if GT_AVX2
+    const __m256 kv = _mm256_set1_ps(k);
+    for (; j + 8 <= V; j += 8) _mm256_storeu_ps(z + j, _mm256_mul_ps(_mm256_loadu_ps(z + j), kv));
+#endif
+    for (; j < V; j++) z[j] *= k;
+  } else {
+    for (j = 0; j < V; j++) {
+      const float zc = z[j], d = 1.f - (zc / cap) * (zc / cap);
+      z[j] = std::exp(zc - m) * k * d;
+    }
+  }
+  // the one-hot part (scaled by the cap's derivative at the target)
+  if (cap > 0) z[t] -= scale * (1.f - (zt / cap) * (zt / cap));
+  else z[t] -= scale;
+}
+
+// ceRows(z, rows, V, targets Int32Array, scale, cap, grad, lseOut, lossOut)
+napi_value CeRows(napi_env env, napi_callback_info info) {
+  size_t argc = 9;
+  napi_value argv[9];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  if (argc != 9) {
+    napi_throw_type_error(env, nullptr, "gemm.ceRows: expected 9 arguments");
+    return nullptr;
+  }
+  float *z, *lse, *loss;
+  size_t lz, llse, lloss;
+  if (!getF32(env, argv[0], &z, &lz) || !getF32(env, argv[7], &lse, &llse) || !getF32(env, argv[8], &loss, &lloss)) {
+    napi_throw_type_error(env, nullptr, "gemm.ceRows: z, lseOut and lossOut must be Float32Arrays");
+    return nullptr;
+  }
+  bool isTa = false;
+  napi_typedarray_type type;
+  size_t lt;
+  void* tp;
+  napi_value ab;
+  size_t off;
+  if (napi_is_typedarray(env, argv[3], &isTa) != napi_ok || !isTa ||
+      napi_get_typedarray_info(env, argv[3], &type, &lt, &tp, &ab, &off) != napi_ok || type != napi_int32_array) {
+    napi_throw_type_error(env, nullptr, "gemm.ceRows: targets must be an Int32Array");
+    return nullptr;
+  }
+  const int32_t* targets = static_cast<const int32_t*>(tp);
+  int64_t rows, V;
+  CHECK(napi_get_value_int64(env, argv[1], &rows));
+  CHECK(napi_get_value_int64(env, argv[2], &V));
+  double scale, cap;
+  CHECK(napi_get_value_double(env, argv[4], &scale));
+  CHECK(napi_get_value_double(env, argv[5], &cap));
+  bool grad;
+  CHECK(napi_get_value_bool(env, argv[6], &grad));
+  if (rows < 0 || V < 1 || (size_t)(rows * V) > lz || (size_t)rows > lt || (size_t)rows > llse || (size_t)rows > lloss) {
+    napi_throw_range_error(env, nullptr, "gemm.ceRows: arrays too small for the given shape");
+    return nullptr;
+  }
+  for (long r = 0; r < rows; r++) {
+    if (targets[r] < 0 || targets[r] >= V) {
+      napi_throw_range_error(env, nullptr, "gemm.ceRows: target outside [0, V)");
+      return nullptr;
+    }
+  }
+  std::lock_guard<std::mutex> lk(callMutex);
+  const int T = rows >= 2 ? pool->size() : 1;
+  auto body = [&](int t) {
+    long lo, hi;
+    split(rows, T, t, 1, &lo, &hi);
+    for (long r = lo; r < hi; r++) ceRow(z + r * V, V, targets[r], (float)scale, (float)cap, grad, lse + r, loss + r);
+  };
+  if (T > 1) pool->run(body);
+  else body(0);
+  return nullptr;
+}
+
+// ---- GELU (tanh approximation), forward and backward, elementwise ----
+//   y = 0.5·x·(1 + tanh(u)),  u = √(2/π)·(x + 0.044715·x³)
+//   dy/dx = 0.5·(1 + t) + 0.5·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²),  t = tanh(u)
+// With e = exp(2u): 1 + t = 2e/(e+1) and 1 − t = 2/(e+1), so 1 + t and 1 − t² = (1 − t)(1 + t) are formed without
+// the cancellation of 1 ± t when |t| → 1 (u is clamped to ±40, where both are far below float32's resolution).
+constexpr float kGeluA = 0.7978845608028654f, kGeluB = 0.044715f;
+inline void geluOne(float xv, const float* dy, long i, float* out) {
+  const float x2 = xv * xv;
+  const float u = std::min(40.f, std::max(-40.f, kGeluA * (xv + kGeluB * x2 * xv)));
+  const float e = std::exp(2 * u), inv = 1.f / (e + 1.f);
+  const float onePlusT = 2.f * e * inv, oneMinusT = 2.f * inv;
+  if (!dy) {
+    out[i] = 0.5f * xv * onePlusT;
+  } else {
+    const float du = kGeluA * (1.f + 3 * kGeluB * x2);
+    out[i] = dy[i] * (0.5f * onePlusT + 0.5f * xv * (oneMinusT * onePlusT) * du);
+  }
+}
+void geluRange(const float* x, const float* dy, float* out, long lo, long hi) {
+  long i = lo;
+#if GT_AVX2
+  const __m256 a = _mm256_set1_ps(kGeluA), b = _mm256_set1_ps(kGeluB), half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.f);
+  const __m256 two = _mm256_set1_ps(2.f), b3 = _mm256_set1_ps(3 * kGeluB), lim = _mm256_set1_ps(40.f), nlim = _mm256_set1_ps(-40.f);
+  for (; i + 8 <= hi; i += 8) {
+    const __m256 xv = _mm256_loadu_ps(x + i);
+    const __m256 x2 = _mm256_mul_ps(xv, xv);
+    __m256 u = _mm256_mul_ps(a, _mm256_fmadd_ps(_mm256_mul_ps(b, x2), xv, xv));
+    u = _mm256_min_ps(_mm256_max_ps(u, nlim), lim);
+    const __m256 e = exp8(_mm256_add_ps(u, u));
+    const __m256 inv = _mm256_div_ps(one, _mm256_add_ps(e, one));
+    const __m256 onePlusT = _mm256_mul_ps(_mm256_mul_ps(two, e), inv), oneMinusT = _mm256_mul_ps(two, inv);
+    if (!dy) {
+      _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(half, xv), onePlusT));
+    } else {
+      const __m256 du = _mm256_mul_ps(a, _mm256_fmadd_ps(b3, x2, one));
+      const __m256 left = _mm256_mul_ps(half, onePlusT);
+      const __m256 right = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(half, xv), _mm256_mul_ps(oneMinusT, onePlusT)), du);
+      _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(dy + i), _mm256_add_ps(left, right)));
+    }
+  }
+#endif
+  for (; i < hi; i++) geluOne(x[i], dy, i, out);
+}
+
+// gelu(x, out) or gelu(x, out, dy): out = gelu(x), or out = dy · gelu'(x)
+napi_value Gelu(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  float *x, *out, *dy = nullptr;
+  size_t lx, lo_, ld = 0;
+  if (argc < 2 || !getF32(env, argv[0], &x, &lx) || !getF32(env, argv[1], &out, &lo_) || (argc >= 3 && !getF32(env, argv[2], &dy, &ld))) {
+    napi_throw_type_error(env, nullptr, "gemm.gelu: expected Float32Arrays x, out[, dy]");
+    return nullptr;
+  }
+  if (lo_ < lx || (dy && ld < lx)) {
+    napi_throw_range_error(env, nullptr, "gemm.gelu: out and dy must be as long as x");
+    return nullptr;
+  }
+  const long n = (long)lx;
+  std::lock_guard<std::mutex> lk(callMutex);
+  const int T = n >= 65536 ? pool->size() : 1;
+  auto body = [&](int t) {
+    long lo, hi;
+    split(n, T, t, 64, &lo, &hi);
+    if (lo < hi) geluRange(x, dy, out, lo, hi);
+  };
+  if (T > 1) pool->run(body);
+  else body(0);
+  return nullptr;
+}
+
 napi_value SetThreads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -623,6 +840,8 @@ napi_value Init(napi_env env, napi_value exports) {
       {"reduce", nullptr, Reduce, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"binary", nullptr, Binary, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"adamw", nullptr, Adamw, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"ceRows", nullptr, CeRows, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"gelu", nullptr, Gelu, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"threads", nullptr, GetThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"simd", nullptr, Simd, nullptr, nullptr, nullptr, napi_default, nullptr},

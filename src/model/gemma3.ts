@@ -51,6 +51,11 @@ export interface HiddenOptions {
   cache?: KVCache;
   /** Absolute position of ids[:, 0]; defaults to cache.length (or 0). */
   startPos?: number;
+  /**
+   * The embedding rows table[ids] ([B·T, D], before the √D scale), when the caller looked them up itself (the
+   * training loss does, through ops.tiedEmbedding, to handle the tied table's gradient); the table is then not read.
+   */
+  embeddings?: tf.Tensor2D;
 }
 
 export class Gemma3Model {
@@ -110,10 +115,13 @@ export class Gemma3Model {
         sliding_attention: ropeTables(c.headDim, c.ropeLocalBaseFreq, startPos, T),
         full_attention: ropeTables(c.headDim, c.ropeTheta, startPos, T),
       };
-      const table = wf(EMBED_NAME, this.p(EMBED_NAME)) as tf.Tensor2D;
       const scale = Math.fround(Math.sqrt(c.hiddenSize)); // fp32 sqrt(hidden_size), as llama.cpp and HF with fp32 weights
       // nn.Embedding(padding_idx=pad): the lookup gives no gradient to the pad row (the tied head still does)
-      let h = tf.reshape(tf.mul(embeddingLookup(table, ids, { zeroGradRow: c.padTokenId }), scale), [B * T, c.hiddenSize]) as tf.Tensor2D;
+      const rows = opts.embeddings ?? embeddingLookup(wf(EMBED_NAME, this.p(EMBED_NAME)) as tf.Tensor2D, ids, { zeroGradRow: c.padTokenId });
+      if (opts.embeddings && (rows.shape[0] !== B * T || rows.shape[1] !== c.hiddenSize)) {
+        throw new Error(`hidden: embeddings [${rows.shape}] do not match ids [${B}, ${T}] × hidden ${c.hiddenSize}`);
+      }
+      let h = tf.reshape(tf.mul(rows, scale), [B * T, c.hiddenSize]) as tf.Tensor2D;
       for (let i = 0; i < c.numHiddenLayers; i++) {
         const lt = c.layerTypes[i];
         h = this.layer(i, h, B, T, rope[lt], masks[lt], wf, cache);

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { nativeMatMulActive } from '../perf/kernels.ts';
+import { activeNative, cpuValues, markOwned, writableValues } from '../perf/cpu-arrays.ts';
 
 /**
  * Numeric building blocks of the Gemma 3 forward pass, all differentiable on the cpu AND wasm backends.
@@ -22,18 +23,68 @@ export function gatherRows(x: tf.Tensor2D, idx: tf.Tensor1D, opts: { zeroGradRow
     save([idx]);
     return {
       value: tf.gather(table, idx, 0),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
-        const sidx = saved[0];
-        let upd = dy;
-        if (opts.zeroGradRow !== undefined) {
-          const keep = tf.cast(tf.notEqual(sidx, tf.scalar(opts.zeroGradRow, 'int32')), 'float32');
-          upd = tf.mul(dy, tf.expandDims(keep, 1));
-        }
-        return tf.scatterND(tf.expandDims(sidx, 1), upd, shape);
-      }),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => scatterRows(saved[0], dy, shape, opts.zeroGradRow),
     };
   }) as never);
   return f(x) as tf.Tensor2D;
+}
+
+/** Σ of dy rows into a zero [N, D] tensor at rows idx (duplicates add up), leaving out rows equal to zeroGradRow. */
+function scatterRows(idx: tf.Tensor, dy: tf.Tensor, shape: number[], zeroGradRow?: number): tf.Tensor {
+  return tf.tidy(() => {
+    let upd = dy;
+    if (zeroGradRow !== undefined) {
+      const keep = tf.cast(tf.notEqual(idx, tf.scalar(zeroGradRow, 'int32')), 'float32');
+      upd = tf.mul(dy, tf.expandDims(keep, 1));
+    }
+    return tf.scatterND(tf.expandDims(idx, 1), upd, shape);
+  });
+}
+
+interface EngineInternals {
+  runKernelFunc(p: {
+    forwardFunc: (backend: unknown, save: tf.GradSaveFunc) => tf.Tensor[];
+    backwardsFunc: (dys: tf.Tensor[], saved: tf.Tensor[]) => Record<string, () => tf.Tensor>;
+    inputs: Record<string, tf.Tensor>;
+  }): tf.Tensor[];
+}
+
+/**
+ * A tied embedding table used twice — looked up for the input rows and multiplied by the LM head — as ONE op with
+ * two outputs: `[table[idx], table]`. Its backward receives both gradients and adds the lookup's rows into the
+ * head's dense [N, D] gradient: in place when that is an array of ours that nothing else uses (the cpu backend),
+ * else as head + scatter. Autodiff of two separate uses would instead materialise the dense scatter and the sum
+ * (three [N, D] tensors alive at once: 2 GB for the 270M model). Rows equal to `zeroGradRow` get no lookup
+ * gradient (nn.Embedding's padding_idx). tf.customGrad allows one output only, hence the engine's runKernelFunc
+ * (what customGrad itself calls).
+ */
+export function tiedEmbedding(table: tf.Tensor2D, idx: tf.Tensor1D, opts: { zeroGradRow?: number } = {}): [tf.Tensor2D, tf.Tensor2D] {
+  if (idx.dtype !== 'int32') throw new Error(`tiedEmbedding: idx must be int32, got ${idx.dtype}`);
+  const shape = table.shape;
+  const outs = (tf.engine() as unknown as EngineInternals).runKernelFunc({
+    inputs: { table },
+    forwardFunc: (_b, save) => {
+      save([idx]);
+      return [tf.gather(table, idx, 0), tf.clone(table)];
+    },
+    backwardsFunc: ([dRows, dHead], saved) => ({
+      table: () => {
+        const sidx = saved[0];
+        const target = writableValues(dHead), rows = cpuValues(dRows), ids = target && rows ? sidx.dataSync() : null;
+        if (target && rows && ids) {
+          const D = shape[1];
+          for (let i = 0; i < ids.length; i++) {
+            const r = ids[i];
+            if (r === opts.zeroGradRow) continue;
+            for (let d = 0, o = r * D, s = i * D; d < D; d++) target[o + d] += rows[s + d];
+          }
+          return dHead;
+        }
+        return tf.tidy(() => tf.add(dHead, scatterRows(sidx, dRows, shape, opts.zeroGradRow)));
+      },
+    }),
+  });
+  return [outs[0] as tf.Tensor2D, outs[1] as tf.Tensor2D];
 }
 
 /** `table[ids]` for int32 ids [B, T] → [B, T, D], with the scatter-add gradient of `gatherRows`. */
@@ -77,19 +128,44 @@ const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
  * Hand-written backward that keeps only x (autodiff would keep five [tokens, intermediate] tensors).
  */
 export function geluTanh<T extends tf.Tensor>(x: T): T {
-  const inner = (v: tf.Tensor) => tf.mul(tf.add(v, tf.mul(tf.mul(tf.mul(v, v), v), 0.044715)), SQRT_2_OVER_PI);
+  const g = activeNative();
+  if (g && typeof g.gelu === 'function' && cpuValues(x)) return nativeGelu(x, g);
   const f = tf.customGrad(((xi: tf.Tensor, save: tf.GradSaveFunc) => {
     save([xi]);
     return {
-      value: tf.mul(tf.mul(xi, 0.5), tf.add(tf.tanh(inner(xi)), 1)),
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
-        const [sx] = saved;
-        const t = tf.tanh(inner(sx));
-        // d/dx = 0.5·(1 + t) + 0.5·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²)
-        const du = tf.mul(tf.add(tf.mul(tf.square(sx), 3 * 0.044715), 1), SQRT_2_OVER_PI);
-        const d = tf.add(tf.mul(tf.add(t, 1), 0.5), tf.mul(tf.mul(tf.mul(sx, 0.5), tf.sub(1, tf.square(t))), du));
-        return [tf.mul(dy, d)];
-      }),
+      value: tf.mul(tf.mul(xi, 0.5), tf.add(tf.tanh(geluInner(xi)), 1)),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => [geluGradTfjs(saved[0], dy)]),
+    };
+  }) as never);
+  return f(x) as T;
+}
+
+const geluInner = (v: tf.Tensor) => tf.mul(tf.add(v, tf.mul(tf.mul(tf.mul(v, v), v), 0.044715)), SQRT_2_OVER_PI);
+
+/** dy · gelu'(x) = dy · [0.5·(1 + t) + 0.5·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²)], t = tanh(inner(x)). */
+function geluGradTfjs(x: tf.Tensor, dy: tf.Tensor): tf.Tensor {
+  const t = tf.tanh(geluInner(x));
+  const du = tf.mul(tf.add(tf.mul(tf.square(x), 3 * 0.044715), 1), SQRT_2_OVER_PI);
+  const d = tf.add(tf.mul(tf.add(t, 1), 0.5), tf.mul(tf.mul(tf.mul(x, 0.5), tf.sub(1, tf.square(t))), du));
+  return tf.mul(dy, d);
+}
+
+/** geluTanh on the native kernel (one vectorised pass forward, one backward, instead of ~10 tfjs ops each). */
+function nativeGelu<T extends tf.Tensor>(x: T, g: NonNullable<ReturnType<typeof activeNative>>): T {
+  const f = tf.customGrad(((xi: tf.Tensor, save: tf.GradSaveFunc) => {
+    save([xi]);
+    const out = new Float32Array(xi.size);
+    g.gelu(cpuValues(xi)!, out);
+    return {
+      value: tf.tensor(out, xi.shape, 'float32'),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const sx = cpuValues(saved[0]), dyv = cpuValues(dy);
+        if (!sx || !dyv) return [tf.tidy(() => geluGradTfjs(saved[0], dy))];
+        const dx = new Float32Array(sx.length);
+        markOwned(dx);
+        g.gelu(sx, dx, dyv);
+        return [tf.tensor(dx, saved[0].shape, 'float32')];
+      },
     };
   }) as never);
   return f(x) as T;

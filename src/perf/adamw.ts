@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { loadNativeGemm } from './native.ts';
 import { nativeMatMulActive } from './kernels.ts';
+import { ownedFloat32, writableValues } from './cpu-arrays.ts';
 
 /**
  * AdamW's per-parameter update as ONE native pass (src/train/adamw.ts calls it first and falls back to its
@@ -24,11 +25,6 @@ export interface AdamWScalars {
   gradScale?: number;
 }
 
-// Arrays this module allocated. Only those are updated in place: the cpu backend wraps caller-provided arrays
-// without copying (tf.tensor(data)), so the first update of a parameter writes fresh arrays instead of
-// mutating e.g. the TensorMap the model was built from.
-const owned = new WeakSet<Float32Array>();
-
 /** Did the update natively (true), or declined (false: not cpu + native, or unusual tensors). */
 export function fusedAdamWUpdate(p: tf.Variable, m: tf.Variable, v: tf.Variable, g: tf.Tensor, s: AdamWScalars): boolean {
   if (!nativeMatMulActive() || tf.getBackend() !== 'cpu') return false;
@@ -43,15 +39,15 @@ export function fusedAdamWUpdate(p: tf.Variable, m: tf.Variable, v: tf.Variable,
     arrays.push(vals);
   }
   const outs = [p, m, v].map((t, i) => {
-    const inPlace = owned.has(arrays[i]) && backend.data.get(t.dataId).refCount === 1;
-    return inPlace ? arrays[i] : new Float32Array(n);
+    // only arrays of our own are updated in place (the first update of a parameter writes fresh ones, never
+    // the caller's TensorMap the model was built from)
+    return writableValues(t) === arrays[i] ? arrays[i] : ownedFloat32(n);
   });
   const f = Math.fround;
   const sc = new Float32Array([s.beta1, f(1 - s.beta1), s.beta2, f(1 - s.beta2), s.bc2Sqrt, s.eps, s.decay, s.stepSize, s.gradScale ?? 1]);
   gemm.adamw(arrays[0], arrays[1], arrays[2], arrays[3], outs[0], outs[1], outs[2], sc);
   [p, m, v].forEach((t, i) => {
     if (outs[i] === arrays[i]) return;
-    owned.add(outs[i]);
     const next = tf.tensor(outs[i], t.shape, 'float32'); // wraps outs[i] without a copy
     t.assign(next);
     next.dispose();
@@ -65,8 +61,7 @@ export function fusedAdamWUpdate(p: tf.Variable, m: tf.Variable, v: tf.Variable,
  * for the moments of the 270M model).
  */
 export function ownedZerosVariable(p: tf.Tensor): tf.Variable {
-  const data = new Float32Array(p.size);
-  if (tf.getBackend() === 'cpu') owned.add(data);
+  const data = ownedFloat32(p.size);
   return tf.tidy(() => tf.variable(tf.tensor(data, p.shape, 'float32'), false));
 }
 

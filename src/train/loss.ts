@@ -6,9 +6,13 @@
 // and keeps only the per-row logSumExp; the backward recomputes the logits in blocks of vocabulary rows of the
 // same element budget and forms dlogits = (softmax − onehot)·dy block by block. Nothing of size [M, V] is ever
 // alive, and no kernel without a wasm gradient (gather, softmaxCrossEntropy) is differentiated.
+// On cpu with the native kernels (src/perf/head.ts) the gradients are formed in the forward pass instead, while
+// each block of logits exists anyway (no recomputation), and the backward only hands them out.
 import * as tf from '@tensorflow/tfjs';
 import { EMBED_NAME, type Gemma3Model, type WeightFn } from '../model/gemma3.ts';
-import { gatherRows } from '../model/ops.ts';
+import { gatherRows, tiedEmbedding } from '../model/ops.ts';
+import { activeNative, cpuValues, ownedFloat32 } from '../perf/cpu-arrays.ts';
+import { nativeHeadCrossEntropy } from '../perf/head.ts';
 import { IGNORE_INDEX, type Batch } from './batches.ts';
 
 export interface LossOptions {
@@ -20,6 +24,8 @@ export interface LossOptions {
   frozenEmbedding?: boolean;
   /** See HeadOptions (a tuning knob; tests use it to cover both wasm layouts). */
   transposedTableMaxElems?: number;
+  /** See HeadOptions: the gradient the caller will send back for the loss sum (1/N for a mean over N tokens). */
+  gradScale?: number;
 }
 
 const DEFAULT_BLOCK_ELEMS = 1 << 25;
@@ -53,16 +59,22 @@ export function supervisedLossSum(model: Gemma3Model, batch: Batch, opts: LossOp
   if (rows.length === 0) return tf.scalar(0);
   return tf.tidy(() => {
     const ids = tf.tensor2d(batch.inputIds, [batch.batchSize, batch.seqLen], 'int32');
-    const h = tf.reshape(model.hidden(ids, { weightFn: opts.weightFn }), [batch.batchSize * batch.seqLen, cfg.hiddenSize]) as tf.Tensor2D;
-    const hSel = rows.length === h.shape[0] ? h : gatherRows(h, tf.tensor1d(rows, 'int32'));
     const embed = model.params.get(EMBED_NAME);
     if (!embed) throw new Error(`supervisedLossSum: model has no ${EMBED_NAME}`);
-    const table = (opts.weightFn ? opts.weightFn(EMBED_NAME, embed) : embed) as tf.Tensor2D;
+    const frozenTable = opts.frozenEmbedding ?? false;
+    let table = (opts.weightFn ? opts.weightFn(EMBED_NAME, embed) : embed) as tf.Tensor2D;
+    // A trained tied table: its lookup rows and the head's copy come from one op, whose backward adds the two
+    // gradients (in place where it can: the 671 MB table gradient then exists once, see tiedEmbedding).
+    let embeddings: tf.Tensor2D | undefined;
+    if (!frozenTable) [embeddings, table] = tiedEmbedding(table, tf.reshape(ids, [-1]) as tf.Tensor1D, { zeroGradRow: cfg.padTokenId });
+    const h = tf.reshape(model.hidden(ids, { weightFn: opts.weightFn, embeddings }), [batch.batchSize * batch.seqLen, cfg.hiddenSize]) as tf.Tensor2D;
+    const hSel = rows.length === h.shape[0] ? h : gatherRows(h, tf.tensor1d(rows, 'int32'));
     return headCrossEntropySum(hSel, table, targets, {
       softcap: cfg.finalLogitSoftcapping ?? null,
       chunkSize: opts.chunkSize ?? defaultChunkSize(cfg.vocabSize),
-      frozenTable: opts.frozenEmbedding ?? false,
+      frozenTable,
       transposedTableMaxElems: opts.transposedTableMaxElems,
+      gradScale: opts.gradScale,
     });
   });
 }
@@ -84,6 +96,11 @@ export interface HeadOptions {
   frozenTable: boolean;
   /** wasm only: largest table (V·D) for which a transposed copy is made; default 2^26. */
   transposedTableMaxElems?: number;
+  /**
+   * Native path: the upstream gradient expected for the returned sum (default 1). The gradients are formed already
+   * scaled by it in the forward pass; another dy costs one extra multiply of each gradient.
+   */
+  gradScale?: number;
 }
 
 /**
@@ -96,6 +113,8 @@ export function headCrossEntropySum(h: tf.Tensor2D, table: tf.Tensor2D, targets:
   if (table.shape[1] !== D) throw new Error(`headCrossEntropySum: hidden width ${D} != table width ${table.shape[1]}`);
   if (targets.length !== M) throw new Error(`headCrossEntropySum: ${targets.length} targets for ${M} rows`);
   const rowsPerBlock = Math.max(1, Math.floor(opts.chunkSize));
+  const native = activeNative();
+  if (native && typeof native.ceRows === 'function' && cpuValues(h) && cpuValues(table)) return nativeHead(h, table, targets, opts, rowsPerBlock);
   const cap = opts.softcap;
   const capped = (z: tf.Tensor) => (cap == null ? z : tf.mul(tf.tanh(tf.div(z, cap)), cap));
 
@@ -148,7 +167,7 @@ export function headCrossEntropySum(h: tf.Tensor2D, table: tf.Tensor2D, targets:
     // The [V, D] table gradient is assembled in one host buffer, block by block (a concat of device blocks
     // would hold it twice: 1.3 GB for the 270M model). On cpu the block reads are the backend's own arrays.
     const single = vs >= V;
-    const dTableHost = opts.frozenTable || single ? null : new Float32Array(V * D);
+    const dTableHost = opts.frozenTable || single ? null : ownedFloat32(V * D);
     let dTableSingle: tf.Tensor2D | null = null;
     for (let v0 = 0; v0 < V; v0 += vs) {
       const nv = Math.min(vs, V - v0);
@@ -198,4 +217,37 @@ export function headCrossEntropySum(h: tf.Tensor2D, table: tf.Tensor2D, targets:
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => backward(dy, saved[0] as tf.Tensor2D, saved[1] as tf.Tensor2D, saved[2] as tf.Tensor1D),
   })) as never);
   return f(h, table) as tf.Scalar;
+}
+
+/** headCrossEntropySum on the native kernels (see src/perf/head.ts). */
+function nativeHead(h: tf.Tensor2D, table: tf.Tensor2D, targets: Int32Array, opts: HeadOptions, rowsPerBlock: number): tf.Scalar {
+  const [M, D] = h.shape;
+  const V = table.shape[0];
+  const g = activeNative()!;
+  const dims = { M, V, D, rowsPerBlock };
+  const expected = Math.fround(opts.gradScale ?? 1);
+  // Under a gradient tape (kernel depth 0 here) the gradients are wanted: form them with the loss.
+  const taped = (tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn();
+  const run = (x: tf.Tensor, tb: tf.Tensor, gradScale: number | null) => nativeHeadCrossEntropy(g, cpuValues(x)!, cpuValues(tb)!, targets, dims,
+    { softcap: opts.softcap, gradScale, frozenTable: opts.frozenTable });
+  const op = (x: tf.Tensor2D, tb: tf.Tensor2D, save: tf.GradSaveFunc) => {
+    const r = run(x, tb, taped ? expected : null);
+    if (taped) save([x, tb]);
+    return {
+      value: tf.scalar(r.loss),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const dyv = dy.dataSync()[0];
+        // the gradients were formed for dy = expected; recompute them for any other dy (rare: tests, other losses)
+        const got = dyv === expected && r.dh ? { dh: r.dh, dTable: r.dTable } : run(saved[0], saved[1], dyv);
+        r.dh = null; r.dTable = null; // handed out once (the tensors below wrap the arrays without copying)
+        const dh = tf.tensor2d(got.dh!, [M, D]);
+        return opts.frozenTable ? [dh] : [dh, tf.tensor2d(got.dTable!, [V, D])];
+      },
+    };
+  };
+  if (opts.frozenTable) {
+    const f = tf.customGrad(((x: tf.Tensor2D, save: tf.GradSaveFunc) => op(x, table, save)) as never);
+    return f(h) as tf.Scalar;
+  }
+  return tf.customGrad(op as never)(h, table) as tf.Scalar;
 }

@@ -47,7 +47,8 @@ export function trainStep(model: Gemma3Model, optimizer: AdamW, window: Batch[],
   if (names.length === 0) throw new Error('trainStep: no trainable parameter');
   const vars = names.map((n) => model.params.get(n)!);
   const byVarName = new Map(vars.map((v, i) => [v.name, names[i]]));
-  const lossOpts = { weightFn: opts.weightFn, chunkSize: opts.chunkSize, frozenEmbedding: !names.includes(EMBED_NAME) };
+  // gradScale: the loss sum is divided by the window's token count, so that is the gradient the head will get back
+  const lossOpts = { weightFn: opts.weightFn, chunkSize: opts.chunkSize, frozenEmbedding: !names.includes(EMBED_NAME), gradScale: 1 / supervisedTokens };
 
   const grads = new Map<string, tf.Tensor>();
   let loss = 0;
