@@ -9,6 +9,7 @@ export async function runReproduce(runDir: string, o: { keep?: boolean; quiet?: 
   const reporter = o.quiet ? undefined : makeReporter(chooseMode({ isTTY: process.stdout.isTTY === true }));
   const r = await reproduce(runDir, { keep: o.keep, reporter });
   for (const d of r.dataChanged) out(`data changed: ${d}`);
+  if (r.kernelsDiffer) out(`warning: ${r.kernelsDiffer}`);
   if (r.match) {
     out(`REPRODUCED: ${r.rowsCompared} metrics rows identical (loss, grad_norm, lr, step, epoch, tokens)` +
       (r.weightsMatch ? ', final weights bit-identical' : '') + ` on backend ${r.backend}`);

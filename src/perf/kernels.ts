@@ -124,3 +124,11 @@ export function nativeMatMulCalls(): number {
 export function matMulThreads(): number {
   return active ? active.threads() : 1;
 }
+
+/**
+ * Which kernels compute on the cpu backend: `native-avx2-fma` / `native-scalar` (the addon) or `tfjs`. Part of a
+ * run's manifest: the two give different bits (same math, different rounding), so a bit-exact re-run needs the same.
+ */
+export function cpuKernels(): string {
+  return active ? `native-${active.simd()}` : 'tfjs';
+}

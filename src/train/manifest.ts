@@ -14,6 +14,8 @@ export interface Manifest {
   node_version: string;
   tfjs_version: string;
   backend: string;
+  /** cpu backend only: `native-avx2-fma` (the project's addon) or `tfjs` (different rounding: not bit-identical). */
+  kernels?: string;
   platform: string;
   seed: number;
   recipe_sha256: string;

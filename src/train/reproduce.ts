@@ -20,6 +20,8 @@ export interface ReproduceResult {
   /** Final weights bit-identical (null: the original run has no checkpoints/final). */
   weightsMatch: boolean | null;
   backend: string;
+  /** Set when the run and the re-run computed with different cpu kernels (native addon vs tfjs). */
+  kernelsDiffer?: string;
   /** Where the re-run was written (removed unless `keep`). */
   rerunDir: string;
 }
@@ -75,6 +77,8 @@ export async function reproduce(runDirIn: string, opts: { keep?: boolean; report
         if (!(e instanceof UserError) || manifest.exit_status !== 'diverged') throw e;
       }
       const rerun = readMetrics(path.join(rerunDir, 'metrics.jsonl'));
+      const kernels = readManifest(rerunDir)?.kernels;
+      if (manifest.kernels !== kernels) result.kernelsDiffer = `the run used ${manifest.kernels ?? 'unrecorded'} cpu kernels, the re-run ${kernels ?? 'none'} (different rounding; bits are expected to differ)`;
       result.rowsCompared = Math.min(original.length, rerun.length);
       result.mismatches = compareRows(original, rerun);
       const finalA = path.join(runDir, 'checkpoints', 'final', 'model.safetensors');

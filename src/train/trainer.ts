@@ -7,6 +7,7 @@ import path from 'node:path';
 import type { Recipe } from '../recipe/recipe.ts';
 import { resolvedRecipeYaml } from '../recipe/recipe.ts';
 import { initBackend } from '../model/backend.ts';
+import { cpuKernels } from '../perf/kernels.ts';
 import { presetConfig, toHFConfig, type Gemma3Config } from '../model/config.ts';
 import { randomWeights } from '../model/weights.ts';
 import { Gemma3Model } from '../model/gemma3.ts';
@@ -199,6 +200,7 @@ export async function train(recipe: Recipe, opts: TrainOptions = {}): Promise<Su
   const manifest: Manifest = {
     ...versions(),
     backend,
+    ...(backend === 'cpu' ? { kernels: cpuKernels() } : {}),
     seed: recipe.seed,
     recipe_sha256: recipeSha,
     data: await dataHashes(dataFiles),
@@ -212,6 +214,8 @@ export async function train(recipe: Recipe, opts: TrainOptions = {}): Promise<Su
   };
   if (previous && previous.backend !== backend) {
     reporter.note(`warning: this run started on backend ${previous.backend}, it continues on ${backend}; results will not be bit-identical`);
+  } else if (previous?.kernels && previous.kernels !== manifest.kernels) {
+    reporter.note(`warning: this run started with ${previous.kernels} cpu kernels, it continues with ${manifest.kernels ?? 'none'}; results will not be bit-identical`);
   }
   if (prior && prior.recipeSha256 !== recipeSha) {
     reporter.note('warning: the recipe differs from the one this run was started with; continuing with the new one');

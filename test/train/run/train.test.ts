@@ -210,3 +210,20 @@ describe('a training run', () => {
     expect(s.best!.checkpoint).toBe(path.join(ck, 'best'));
   });
 });
+
+describe('a training run on the cpu backend with the native kernels (the default when the addon is built)', () => {
+  it('records the kernels in manifest.json, reproduces bit for bit, and says so when the kernels differ', async () => {
+    const ws = await workspace();
+    const out = path.join(ws.dir, 'cpu-run');
+    await train(ws.recipe(['backend=cpu', 'training.num_epochs=2']), { outDir: out });
+    expect(json(path.join(out, 'manifest.json'))).toMatchObject({ backend: 'cpu', kernels: expect.stringMatching(/^native-/) });
+    const r = await reproduce(out);
+    expect(r.mismatches).toEqual([]);
+    expect(r).toMatchObject({ match: true, weightsMatch: true, backend: 'cpu' });
+    expect(r.kernelsDiffer).toBeUndefined();
+    // a run recorded with tfjs's own kernels: the re-run (native) is flagged as not comparable bit for bit
+    const m = json(path.join(out, 'manifest.json'));
+    fs.writeFileSync(path.join(out, 'manifest.json'), JSON.stringify({ ...m, kernels: 'tfjs' }));
+    expect((await reproduce(out)).kernelsDiffer).toMatch(/the run used tfjs cpu kernels, the re-run native-/);
+  });
+});
