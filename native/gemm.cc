@@ -180,6 +180,45 @@ void gemmRange(const View& A, const View& B, float* C, long ldc, long K, long i0
   }
 }
 
+#if GT_AVX2
+inline float hsum8(__m256 v) {
+  alignas(32) float t[8];
+  _mm256_store_ps(t, v);
+  return ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
+}
+#endif
+
+// A few rows of A (contiguous) against a transposed B whose columns are contiguous rows of b ([N, K] weights, the
+// [vocab, hidden] head): plain dot products. Batch-1 decoding is memory-bound on B, and packing B first would read
+// and write it once more per token (the 671 MB embedding of the 270M model).
+inline float dot(const float* a, const float* b, long K) {
+  long k = 0;
+  float s = 0.f;
+#if GT_AVX2
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
+  for (; k + 32 <= K; k += 32) {
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 8), _mm256_loadu_ps(b + k + 8), acc1);
+    acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 16), _mm256_loadu_ps(b + k + 16), acc2);
+    acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 24), _mm256_loadu_ps(b + k + 24), acc3);
+  }
+  for (; k + 8 <= K; k += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), acc0);
+  s = hsum8(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
+#endif
+  for (; k < K; k++) s += a[k] * b[k];
+  return s;
+}
+
+void gemvRange(const View& A, const View& B, float* C, long ldc, long M, long K, long j0, long j1, bool accumulate) {
+  for (long j = j0; j < j1; j++) {
+    const float* bj = B.p + j * B.cs;
+    for (long i = 0; i < M; i++) {
+      const float v = dot(A.p + i * A.rs, bj, K);
+      C[i * ldc + j] = accumulate ? C[i * ldc + j] + v : v;
+    }
+  }
+}
+
 // When K == 0 the product is all zeros.
 void zeroRange(float* C, long ldc, long i0, long i1, long j0, long j1) {
   for (long i = i0; i < i1; i++) std::fill(C + i * ldc + j0, C + i * ldc + j1, 0.f);
@@ -281,6 +320,17 @@ void gemm(const View& A, const View& B, float* C, long M, long N, long K, bool a
   const double flops = 2.0 * M * N * K;
   const bool parallel = T > 1 && flops > 2e6;
   const bool byRows = M / MR >= N / NR;
+  const bool gemv = M <= 4 && K > 0 && A.cs == 1 && B.rs == 1;  // see gemvRange
+  if (gemv) {
+    auto body = [&](int t) {
+      long lo, hi;
+      split(N, parallel ? T : 1, t, NR, &lo, &hi);
+      if (lo < hi) gemvRange(A, B, C, N, M, K, lo, hi, accumulate);
+    };
+    if (parallel) pool->run(body);
+    else body(0);
+    return;
+  }
   auto body = [&](int t) {
     long lo, hi;
     const int parts = parallel ? T : 1;
@@ -616,11 +666,6 @@ inline __m256 exp8(__m256 x) {
   p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
   const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-inline float hsum8(__m256 v) {
-  alignas(32) float t[8];
-  _mm256_store_ps(t, v);
-  return ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]));
 }
 #endif
 

@@ -50,8 +50,9 @@ describe('native sgemm addon', () => {
   it('equals tfjs matMul for every transpose combination and odd shapes', async () => {
     await tf.setBackend('cpu');
     const rng = new Rng(11);
-    // M, N, K chosen to hit partial 6×16 register tiles, K-blocks (256), the parallel split and 1-sized dims
-    const shapes: [number, number, number][] = [[1, 1, 1], [1, 37, 300], [7, 1, 5], [13, 17, 19], [6, 16, 256], [61, 33, 257], [130, 70, 513], [5, 300, 3]];
+    // M, N, K chosen to hit partial 6×16 register tiles, K-blocks (256), the parallel split, 1-sized dims, and the
+    // dot-product path for ≤ 4 rows against a transposed B (K = 299: its 32-, 8-wide and scalar parts)
+    const shapes: [number, number, number][] = [[1, 1, 1], [1, 37, 300], [3, 300, 299], [4, 65, 33], [7, 1, 5], [13, 17, 19], [6, 16, 256], [61, 33, 257], [130, 70, 513], [5, 300, 3]];
     for (const [M, N, K] of shapes) {
       for (const ta of [false, true]) {
         for (const tb of [false, true]) {
