@@ -84,7 +84,7 @@ export function registerEval(program: Command): void {
     .option('--train-on <mode>', `loss mask: ${TRAIN_ON_MODES.join(', ')} (default: the run's recipe, else assistant)`)
     .option('--max-length <n>', "token limit for the loss (default: the run's recipe, else 512)")
     .option('--backend <name>', `tfjs backend: ${BACKEND_NAMES.join(', ')}`, 'auto')
-    .option('--threads <n>', 'CPU threads for llama.cpp when a MODEL is a .gguf file (default: all cores)')
+    .option('--threads <n>', 'CPU threads for llama.cpp when a MODEL is a .gguf file (default: the available cores)')
     .option('--json', 'print the full report as JSON on stdout (progress and the table go to stderr)')
     .option('--out <file>', 'write report.json here (default for a run directory: RUN/eval/report.json)')
     .option('--fail-below <metric=value>', 'exit 1 if any model scores below VALUE on METRIC (repeatable, for CI gates)', (v: string, acc: string[]) => [...acc, v], [] as string[])

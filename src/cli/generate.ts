@@ -5,6 +5,7 @@ import { BACKEND_NAMES, type BackendName } from '../model/backend.ts';
 import { loadModel, renderPrompt } from '../model/load.ts';
 import { TextStreamer } from '../model/generate.ts';
 import { loadTokenizer } from '../data/tokenizer.ts';
+import { llamaCppThreads } from '../eval/gguf-model.ts';
 
 interface GenerateCliOptions {
   prompt: string;
@@ -64,7 +65,7 @@ async function generateGguf(file: string, o: ParsedGenerateOptions, write: (s: s
   process.stderr.write('backend: llama.cpp (node-llama-cpp, cpu)\n');
   const llama = await llamaCpp.getLlama({ gpu: false, build: 'never', usePrebuiltBinaries: true, skipDownload: true, logLevel: llamaCpp.LlamaLogLevel.error });
   const model = await llama.loadModel({ modelPath: file });
-  const context = await model.createContext({ contextSize: 4096, ...(o.threads ? { threads: o.threads } : {}) });
+  const context = await model.createContext({ contextSize: 4096, threads: o.threads ?? llamaCppThreads() });
   try {
     // The bundled Gemma 3 chat template renders the prompt; its leading <bos> is parsed as the special token.
     const text = renderPrompt(loadTokenizer(), o.prompt, o.system);
@@ -102,7 +103,7 @@ export function registerGenerate(program: Command): void {
     .option('--top-p <p>', 'nucleus sampling (default from generation_config.json when sampling)')
     .option('--seed <s>', 'sampling seed', '0')
     .option('--backend <name>', `tfjs backend: ${BACKEND_NAMES.join(', ')}`, 'auto')
-    .option('--threads <n>', 'CPU threads for llama.cpp when MODEL is a .gguf (default: llama.cpp picks)')
+    .option('--threads <n>', 'CPU threads for llama.cpp when MODEL is a .gguf (default: the available cores)')
     .action(async (modelSpec: string, raw: GenerateCliOptions) => {
       const o = parseGenerateOptions(raw);
       const write = (s: string) => { process.stdout.write(s); };

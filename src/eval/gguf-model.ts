@@ -2,6 +2,7 @@
 // from its logits at the supervised positions, and greedy decoding. The token ids are ours (the same ones the
 // float model sees), so both are scored on exactly the same inputs.
 import fs from 'node:fs';
+import os from 'node:os';
 import type { EvalModel } from './tfjs-model.ts';
 import type { GemmaTokenizer } from '../data/tokenizer.ts';
 import { UserError } from '../errors.ts';
@@ -38,8 +39,17 @@ export async function checkGemma3Gguf(file: string): Promise<void> {
 export interface GgufEvalOptions {
   /** Longest sequence evaluated (prompt + answer, or prompt + generated tokens). */
   contextSize: number;
-  /** llama.cpp CPU threads (default: node-llama-cpp's choice, all cores). 1 avoids spin-wait stalls on a busy machine. */
+  /** llama.cpp CPU threads (default: llamaCppThreads(), the cores this process may use). */
   threads?: number;
+}
+
+/**
+ * llama.cpp's default thread count for gemma-tune: the cores available to this process. node-llama-cpp's own
+ * default for CPU-only use is at least 4, and llama.cpp's threads spin at a barrier after every op: 4 threads on a
+ * 2-core machine made one evaluation take 15+ minutes instead of seconds.
+ */
+export function llamaCppThreads(): number {
+  return Math.max(1, os.availableParallelism());
 }
 
 /**
@@ -58,7 +68,7 @@ export async function ggufEvalModel(file: string, tokenizer: GemmaTokenizer, opt
     contextSize,
     batchSize: Math.min(contextSize, 512),
     sequences: 1,
-    ...(opts.threads ? { threads: opts.threads } : {}),
+    threads: opts.threads ?? llamaCppThreads(),
     flashAttention: false,
     experimentalKvCacheKeyType: 'F32',
     experimentalKvCacheValueType: 'F32',
