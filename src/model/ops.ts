@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { nativeMatMulActive } from '../perf/kernels.ts';
-import { activeNative, cpuValues, markOwned, writableValues } from '../perf/cpu-arrays.ts';
+import { activeNative, cpuValues, writableValues } from '../perf/cpu-arrays.ts';
 
 /**
  * Numeric building blocks of the Gemma 3 forward pass, all differentiable on the cpu AND wasm backends.
@@ -95,6 +95,16 @@ export function embeddingLookup(table: tf.Tensor2D, ids: tf.Tensor2D, opts: { ze
 }
 
 /**
+ * Frees an op's saved input as soon as its gradient is formed. tfjs's backprop keeps every saved tensor until the
+ * whole backward pass ends, but a saved tensor is the engine's own copy for this one node, and gemma-tune takes no
+ * higher-order gradients (disposing it twice is a no-op). (The incoming gradient dy cannot be freed the same way:
+ * it may be the caller's tensor.)
+ */
+function releaseEarly(saved: tf.Tensor): void {
+  saved.dispose();
+}
+
+/**
  * Gemma RMSNorm over the last axis: x · rsqrt(mean(x²) + eps) · (1 + w), in fp32. The hand-written backward
  * keeps only x and w for the gradient (autodiff would keep ~6 activation-sized intermediates per norm, and
  * each block has 6 norms).
@@ -114,6 +124,7 @@ export function rmsNorm<T extends tf.Tensor>(x: T, w: tf.Tensor1D, eps: number):
         // d/dx of x·r: r·(g − n·mean(g·n))
         const dx = tf.mul(rr, tf.sub(g, tf.mul(n, tf.mean(tf.mul(g, n), -1, true))));
         const dw = tf.sum(tf.reshape(tf.mul(dy, n), [-1, D]), 0);
+        releaseEarly(sx);
         return [dx, dw];
       }),
     };
@@ -161,10 +172,10 @@ function nativeGelu<T extends tf.Tensor>(x: T, g: NonNullable<ReturnType<typeof 
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const sx = cpuValues(saved[0]), dyv = cpuValues(dy);
         if (!sx || !dyv) return [tf.tidy(() => geluGradTfjs(saved[0], dy))];
-        const dx = new Float32Array(sx.length);
-        markOwned(dx);
+        const dx = new Float32Array(sx.length), shape = saved[0].shape;
         g.gelu(sx, dx, dyv);
-        return [tf.tensor(dx, saved[0].shape, 'float32')];
+        releaseEarly(saved[0]);
+        return [tf.tensor(dx, shape, 'float32')];
       },
     };
   }) as never);

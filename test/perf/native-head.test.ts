@@ -113,6 +113,7 @@ describe('native GELU and the tied embedding op (cpu backend)', () => {
       return { y, g };
     };
     const nat = run();
+    expect(dy.isDisposed).toBe(false); // the caller's output gradient survives the backward
     disableNativeMatMul();
     const js = run();
     registerNativeMatMul(gemm);
