@@ -371,16 +371,22 @@ bool getF32(napi_env env, napi_value v, float** data, size_t* len) {
   return true;
 }
 
+// Reads the call's arguments into argv (room for `max`): false, with a TypeError `what`, unless min..max were given.
+bool getArgs(napi_env env, napi_callback_info info, napi_value* argv, size_t min, size_t max, size_t* argc, const char* what) {
+  *argc = max;
+  if (napi_get_cb_info(env, info, argc, argv, nullptr, nullptr) != napi_ok || *argc < min || *argc > max) {
+    napi_throw_type_error(env, nullptr, what);
+    return false;
+  }
+  return true;
+}
+
 // matmul(a, b, c, batch, M, N, K, transA, transB, aBatchStride, bBatchStride[, accumulate])
 // c[batch, M, N] = op(a[i]) · op(b[i]) (accumulate: c += ...); a batch stride of 0 broadcasts that operand.
 napi_value Matmul(napi_env env, napi_callback_info info) {
-  size_t argc = 12;
+  size_t argc;
   napi_value argv[12];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
-  if (argc != 11 && argc != 12) {
-    napi_throw_type_error(env, nullptr, "gemm.matmul: expected 11 or 12 arguments");
-    return nullptr;
-  }
+  if (!getArgs(env, info, argv, 11, 12, &argc, "gemm.matmul: expected 11 or 12 arguments")) return nullptr;
   float *a, *b, *c;
   size_t la, lb, lc;
   if (!getF32(env, argv[0], &a, &la) || !getF32(env, argv[1], &b, &lb) || !getF32(env, argv[2], &c, &lc)) {
@@ -520,13 +526,9 @@ void binRange(const float* A, const float* B, float* C, long inner, long aos, lo
 // binary(op, a, b, out, outer, inner, aOuterStride, aInnerStride, bOuterStride, bInnerStride)
 // op: 0 add, 1 sub, 2 mul, 3 div, 4 squared difference
 napi_value Binary(napi_env env, napi_callback_info info) {
-  size_t argc = 10;
+  size_t argc;
   napi_value argv[10];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
-  if (argc != 10) {
-    napi_throw_type_error(env, nullptr, "gemm.binary: expected 10 arguments");
-    return nullptr;
-  }
+  if (!getArgs(env, info, argv, 10, 10, &argc, "gemm.binary: expected 10 arguments")) return nullptr;
   int32_t op;
   CHECK(napi_get_value_int32(env, argv[0], &op));
   float *a, *b, *c;
@@ -609,13 +611,9 @@ void reduceRange(int kind, bool inner, const float* x, float* out, long rows, lo
 
 // reduce(kind, x, out, rows, cols, innermost)
 napi_value Reduce(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
+  size_t argc;
   napi_value argv[6];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
-  if (argc != 6) {
-    napi_throw_type_error(env, nullptr, "gemm.reduce: expected 6 arguments");
-    return nullptr;
-  }
+  if (!getArgs(env, info, argv, 6, 6, &argc, "gemm.reduce: expected 6 arguments")) return nullptr;
   int32_t kind;
   CHECK(napi_get_value_int32(env, argv[0], &kind));
   float *x, *out;
@@ -725,13 +723,9 @@ void ceRow(float* z, long V, int t, float scale, float cap, bool grad, float* ls
 
 // ceRows(z, rows, V, targets Int32Array, scale, cap, grad, lseOut, lossOut)
 napi_value CeRows(napi_env env, napi_callback_info info) {
-  size_t argc = 9;
+  size_t argc;
   napi_value argv[9];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
-  if (argc != 9) {
-    napi_throw_type_error(env, nullptr, "gemm.ceRows: expected 9 arguments");
-    return nullptr;
-  }
+  if (!getArgs(env, info, argv, 9, 9, &argc, "gemm.ceRows: expected 9 arguments")) return nullptr;
   float *z, *lse, *loss;
   size_t lz, llse, lloss;
   if (!getF32(env, argv[0], &z, &lz) || !getF32(env, argv[7], &lse, &llse) || !getF32(env, argv[8], &loss, &lloss)) {
