@@ -10,7 +10,7 @@ import { defaultTokenizerDir } from '../../src/data/tokenizer.ts';
 import { parseConfig, toHFConfig } from '../../src/model/config.ts';
 import { weightShapes } from '../../src/model/weights.ts';
 import { roundToBf16 } from '../../src/quant/half.ts';
-import { UserError } from '../../src/errors.ts';
+import { expectUserError } from '../helpers/errors.ts';
 import { writeTinyCheckpoint } from '../helpers/tiny-checkpoint.ts';
 
 let tmp: string;
@@ -28,15 +28,6 @@ function sameBits(a: TensorMap, b: TensorMap): boolean {
     if (!Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).equals(Buffer.from(u.data.buffer, u.data.byteOffset, u.data.byteLength))) return false;
   }
   return true;
-}
-
-async function expectUserError(p: Promise<unknown>, ...parts: string[]): Promise<string> {
-  const err = await p.then(() => null, (e) => e);
-  expect(err).toBeInstanceOf(UserError);
-  const msg = (err as Error).message;
-  expect(msg).not.toContain('\n');
-  for (const part of parts) expect(msg).toContain(part);
-  return msg;
 }
 
 /** Write a checkpoint dir by hand: config.json + the given tensors (raw names) as model.safetensors. */

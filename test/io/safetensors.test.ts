@@ -5,7 +5,7 @@ import path from 'node:path';
 import { readSafetensors, readSafetensorsHeader, writeSafetensors } from '../../src/io/safetensors.ts';
 import type { TensorMap } from '../../src/io/tensors.ts';
 import { bf16BitsToF32, f16BitsToF32 } from '../../src/quant/half.ts';
-import { UserError } from '../../src/errors.ts';
+import { expectUserError } from '../helpers/errors.ts';
 
 let tmp: string;
 beforeAll(() => { tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'st-test-')); });
@@ -19,15 +19,6 @@ function fileBytes(header: string, data: number[]): Buffer {
   const h = Buffer.from(header, 'utf8');
   const len = [h.length & 0xff, (h.length >> 8) & 0xff, 0, 0, 0, 0, 0, 0];
   return Buffer.concat([Buffer.from(len), h, Buffer.from(data)]);
-}
-
-async function expectUserError(p: Promise<unknown>, ...parts: string[]): Promise<string> {
-  const err = await p.then(() => null, (e) => e);
-  expect(err).toBeInstanceOf(UserError);
-  const msg = (err as Error).message;
-  expect(msg).not.toContain('\n');
-  for (const part of parts) expect(msg).toContain(part);
-  return msg;
 }
 
 describe('safetensors reader on a hand-built file', () => {

@@ -10,6 +10,7 @@ import { getLlama, LlamaLogLevel } from 'node-llama-cpp';
 import type { Token } from 'node-llama-cpp';
 import { GGMLQuantizationType } from '@huggingface/gguf';
 import { writeTinyCheckpoint } from '../helpers/tiny-checkpoint.ts';
+import { TRAIN_LINES, VAL_LINES } from '../train/run/helpers.ts';
 import { parseRecipe } from '../../src/recipe/recipe.ts';
 import { train } from '../../src/train/trainer.ts';
 import { loadCheckpoint, type LoadedCheckpoint } from '../../src/io/checkpoint.ts';
@@ -22,10 +23,8 @@ import { dequantizeGgufTensor, readGgufTensors, type GgufTensor } from './gguf-t
 
 // Every row length (32, 64, 4·32 = 128) is a multiple of 32, as Q4_0 needs; real 262,144-token vocabulary.
 const MODEL = { hidden_size: 32, intermediate_size: 64, head_dim: 32, query_pre_attn_scalar: 32, num_hidden_layers: 2 };
-const chat = (u: string, m: string) => JSON.stringify({ messages: [{ role: 'user', content: u }, { role: 'assistant', content: m }] });
-const TRAIN = [chat('Hi!', 'Greetings, traveller.'), chat('Who are you?', 'I am Kree, a trader.'), chat('What do you sell?', 'Shiny red rocks.'),
-  chat('How much?', 'Three moons of water.'), chat('Bye!', 'Safe dust, friend.')];
-const VAL = [chat('Hello!', 'Greetings, small one.')];
+const TRAIN = TRAIN_LINES;
+const VAL = VAL_LINES.slice(0, 1);
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gt-qat-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));

@@ -13,18 +13,10 @@ import { resolveModelDir } from '../../../src/io/hub.ts';
 import { readTrainerState } from '../../../src/train/run-state.ts';
 import { UserError } from '../../../src/errors.ts';
 import { deterministic, workspace, type Workspace } from './helpers.ts';
+import { rejection } from '../../helpers/errors.ts';
 
 const sha = (f: string) => crypto.createHash('sha256').update(fs.readFileSync(f)).digest('hex');
 const json = (f: string) => JSON.parse(fs.readFileSync(f, 'utf8'));
-
-async function errorOf(p: Promise<unknown>): Promise<UserError> {
-  try {
-    await p;
-  } catch (e) {
-    return e as UserError;
-  }
-  throw new Error('expected an error');
-}
 
 describe('a training run', () => {
   // One straight run, shared: its contents are checked, it is reproduced, and resume is compared against it.
@@ -115,7 +107,7 @@ describe('a training run', () => {
     expect(s.throughput.tokens).toBe(trainRows[5].tokens);
 
     // A second run into the same directory is refused (never overwrite a run).
-    expect((await errorOf(train(ws.recipe(), { outDir: out }))).message).toMatch(/already holds a training run; continue it with --resume/);
+    expect((await rejection(train(ws.recipe(), { outDir: out }))).message).toMatch(/already holds a training run; continue it with --resume/);
   });
 
   it('reproduce: the same recipe again gives bit-identical metrics and weights; a tampered loss is caught', async () => {
@@ -139,7 +131,7 @@ describe('a training run', () => {
     const straight = out;
     const split = path.join(ws.dir, 'split');
     const ctl = new AbortController();
-    const err = await errorOf(train(ws.recipe(), { outDir: split, signal: ctl.signal, onStep: (s) => { if (s === 3) ctl.abort(); } }));
+    const err = await rejection(train(ws.recipe(), { outDir: split, signal: ctl.signal, onStep: (s) => { if (s === 3) ctl.abort(); } }));
     expect(err).toBeInstanceOf(UserError);
     expect(err.exitCode).toBe(130);
     expect(err.message).toMatch(/interrupted at step 3; resumable checkpoint .*step-3/);
@@ -165,7 +157,7 @@ describe('a training run', () => {
     const ws = await workspace();
     const out = path.join(ws.dir, 'nan');
     const recipe = ws.recipe(['training.learning_rate=1e30', 'training.save_strategy=steps', 'training.save_steps=1']);
-    const err = await errorOf(train(recipe, { outDir: out }));
+    const err = await rejection(train(recipe, { outDir: out }));
     expect(err).toBeInstanceOf(UserError);
     expect(err.exitCode).toBe(1);
     expect(err.message).toMatch(/^training diverged at step 2 \(epoch 1\): (loss|gradient norm) is NaN; stopped\. Last good checkpoint: .*step-1 \(step 1\)\. Try a lower/);
