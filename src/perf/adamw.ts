@@ -1,7 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { loadNativeGemm } from './native.ts';
-import { nativeMatMulActive } from './kernels.ts';
-import { ownedFloat32, writableValues } from './cpu-arrays.ts';
+import { activeNative, cpuValues, ownedFloat32, writableValues } from './cpu-arrays.ts';
 
 /**
  * AdamW's per-parameter update as ONE native pass (src/train/adamw.ts calls it first and falls back to its
@@ -9,9 +7,6 @@ import { ownedFloat32, writableValues } from './cpu-arrays.ts';
  * each parameter — for the 268M-parameter model that was the largest single cost of a training step on cpu.
  * Same float32 operations in the same order, so the result is bit-identical to the tfjs ops on the cpu backend.
  */
-
-interface CpuData { values?: unknown; refCount?: number }
-interface CpuBackend { data: { get(id: unknown): CpuData } }
 
 export interface AdamWScalars {
   beta1: number; beta2: number; eps: number;
@@ -27,15 +22,13 @@ export interface AdamWScalars {
 
 /** Did the update natively (true), or declined (false: not cpu + native, or unusual tensors). */
 export function fusedAdamWUpdate(p: tf.Variable, m: tf.Variable, v: tf.Variable, g: tf.Tensor, s: AdamWScalars): boolean {
-  if (!nativeMatMulActive() || tf.getBackend() !== 'cpu') return false;
-  const gemm = loadNativeGemm();
+  const gemm = activeNative();
   if (!gemm || typeof gemm.adamw !== 'function') return false;
-  const backend = tf.backend() as unknown as CpuBackend;
   const n = p.size;
   const arrays: Float32Array[] = [];
   for (const t of [p, m, v, g]) {
-    const vals = t.dtype === 'float32' ? backend.data.get(t.dataId).values : null;
-    if (!(vals instanceof Float32Array) || vals.length !== n || t.size !== n) return false;
+    const vals = cpuValues(t);
+    if (!vals || vals.length !== n || t.size !== n) return false;
     arrays.push(vals);
   }
   const outs = [p, m, v].map((t, i) => {
@@ -71,8 +64,8 @@ export function ownedZerosVariable(p: tf.Tensor): tf.Variable {
  * sum rounded to float32), so the result is bit-identical; elsewhere tf.sum(tf.square(x)).
  */
 export function sumOfSquares(x: tf.Tensor): tf.Scalar {
-  const vals = tf.getBackend() === 'cpu' && x.dtype === 'float32' ? (tf.backend() as unknown as CpuBackend).data.get(x.dataId).values : null;
-  if (!(vals instanceof Float32Array)) return tf.tidy(() => tf.sum(tf.square(x)));
+  const vals = cpuValues(x);
+  if (!vals) return tf.tidy(() => tf.sum(tf.square(x)));
   const f = Math.fround;
   let acc = 0;
   for (let i = 0; i < vals.length; i++) { const v = vals[i]; acc += f(v * v); }

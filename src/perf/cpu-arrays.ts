@@ -21,10 +21,6 @@ export function ownedFloat32(n: number): Float32Array {
   return a;
 }
 
-export function markOwned(a: Float32Array): void {
-  owned.add(a);
-}
-
 /** The native addon when cpu-backend tensors are being computed with it, else null. */
 export function activeNative(): NativeGemm | null {
   if (!nativeMatMulActive() || tf.getBackend() !== 'cpu') return null;
