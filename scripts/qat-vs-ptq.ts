@@ -12,10 +12,11 @@ import { initBackend } from '../src/model/backend.ts';
 import { parseConfig, TINY_HF_CONFIG } from '../src/model/config.ts';
 import { randomWeights } from '../src/model/weights.ts';
 import { Gemma3Model } from '../src/model/gemma3.ts';
-import { AdamW, hfDecays } from '../src/train/adamw.ts';
+import { AdamW } from '../src/train/adamw.ts';
+import { decays as hfDecays } from '../src/model/params.ts';
 import { makeBatch, type Batch } from '../src/train/batches.ts';
 import { evalLoss, trainStep } from '../src/train/step.ts';
-import { makeQatWeightFn, type QatOptions } from '../src/quant/fakequant.ts';
+import { makeQatWeightFn, type QatOptions } from '../src/model/qat.ts';
 import { Rng } from '../src/util/rng.ts';
 
 const { values: args } = parseArgs({

@@ -6,6 +6,7 @@ import { TRAIN_ON_MODES, type TrainOn } from '../data/labels.ts';
 import { evaluate, parseMetricList, runDataSettings, type EvalReport } from '../eval/evaluate.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { failedGates, formatTable, parseGate, writeReport, type Gate } from '../eval/report.ts';
+import { RunDir } from '../io/run-dir.ts';
 
 interface EvalCliOptions {
   data?: string;
@@ -44,7 +45,7 @@ export interface ParsedEvalOptions {
 }
 
 export function parseEvalOptions(o: EvalCliOptions): ParsedEvalOptions {
-  if (!(BACKEND_NAMES as string[]).includes(o.backend)) throw new UsageError(`--backend must be one of ${BACKEND_NAMES.join(', ')}, got "${o.backend}"`);
+  if (!(BACKEND_NAMES as readonly string[]).includes(o.backend)) throw new UsageError(`--backend must be one of ${BACKEND_NAMES.join(', ')}, got "${o.backend}"`);
   if (o.trainOn !== undefined && !(TRAIN_ON_MODES as readonly string[]).includes(o.trainOn)) {
     throw new UsageError(`--train-on must be one of ${TRAIN_ON_MODES.join(', ')}, got "${o.trainOn}"`);
   }
@@ -69,7 +70,7 @@ export function parseEvalOptions(o: EvalCliOptions): ParsedEvalOptions {
 /** Where report.json goes: --out, else `<run>/eval/report.json` for the first run-directory MODEL, else nowhere. */
 export function defaultReportPath(models: string[]): string | null {
   const run = models.find((m) => runDataSettings(m) !== null);
-  return run ? path.join(path.resolve(run), 'eval', 'report.json') : null;
+  return run ? path.join(new RunDir(run).evalDir, 'report.json') : null;
 }
 
 export function registerEval(program: Command): void {

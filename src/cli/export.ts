@@ -1,17 +1,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { parse as parseYaml } from 'yaml';
 import { UsageError, UserError } from '../errors.ts';
 import { presetConfig } from '../model/config.ts';
-import { randomWeights } from '../model/weights.ts';
-import { defaultTokenizerDir } from '../data/tokenizer.ts';
-import { resolveModelDir } from '../io/hub.ts';
-import { loadCheckpoint, saveCheckpoint } from '../io/checkpoint.ts';
+import { RunDir } from '../io/run-dir.ts';
+import { saveCheckpoint } from '../model/checkpoint.ts';
+import { loadBaseWeights } from '../model/load.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { GGUF_DTYPES, exportGguf } from '../export/gguf-export.ts';
 import type { EmbeddingType, ExportSource, ExportSummary, GgufDtype } from '../export/gguf-export.ts';
 import { modelfileText } from '../export/modelfile.ts';
+import { EMBEDDING_SCHEMES } from '../quant/grid.ts';
 
 interface ExportCliOptions {
   format: string;
@@ -30,52 +29,31 @@ interface ResolvedSource {
   name: string;
 }
 
-function isRunDir(dir: string): boolean {
-  return !fs.existsSync(path.join(dir, 'config.json')) && fs.statSync(path.join(dir, 'checkpoints'), { throwIfNoEntry: false })?.isDirectory() === true;
-}
-
 async function resolveSource(spec: string, checkpoint: string | undefined): Promise<ResolvedSource> {
-  const preset = presetConfig(spec);
-  if (preset) {
-    if (checkpoint) throw new UsageError('--checkpoint applies to run directories, not presets');
-    return { src: { config: preset, weights: randomWeights(preset, 0), tokenizerDir: defaultTokenizerDir() }, runDir: null, name: spec.slice('preset:'.length) };
-  }
   const local = path.resolve(spec);
-  let dir: string, runDir: string | null = null;
-  if (fs.existsSync(local) && fs.statSync(local).isDirectory() && isRunDir(local)) {
-    runDir = local;
-    if (checkpoint) {
-      if (!/^(best|final|step-\d+)$/.test(checkpoint)) throw new UsageError(`--checkpoint must be best, final or step-N, got "${checkpoint}"`);
-      dir = path.join(local, 'checkpoints', checkpoint);
-      if (fs.statSync(dir, { throwIfNoEntry: false })?.isFile()) dir = path.resolve(local, 'checkpoints', fs.readFileSync(dir, 'utf8').trim()); // best as a file naming it
-      if (!fs.existsSync(path.join(dir, 'config.json'))) {
-        const have = fs.readdirSync(path.join(local, 'checkpoints')).filter((n) => fs.existsSync(path.join(local, 'checkpoints', n, 'config.json')));
-        throw new UserError(`run directory ${spec} has no checkpoint "${checkpoint}" (available: ${have.join(', ') || 'none'})`);
-      }
-    } else {
-      dir = await resolveModelDir(spec);
-    }
-  } else {
-    if (checkpoint) throw new UsageError(`--checkpoint applies to run directories; ${spec} is not one`);
-    dir = await resolveModelDir(spec);
-  }
-  const ck = await loadCheckpoint(dir);
-  for (const n of ck.notes) process.stderr.write(`note: ${n}\n`);
-  const name = path.basename(runDir ?? (spec.includes('/') && !fs.existsSync(local) ? spec.split('@')[0].split('/')[1] : local)) || 'model';
-  return { src: { config: ck.config, weights: ck.weights, tokenizerDir: ck.tokenizerDir, generationConfig: ck.generationConfig }, runDir, name };
+  const run = RunDir.open(local);
+  if (checkpoint && presetConfig(spec)) throw new UsageError('--checkpoint applies to run directories, not presets');
+  if (checkpoint && !run) throw new UsageError(`--checkpoint applies to run directories; ${spec} is not one`);
+  const base = await loadBaseWeights(run && checkpoint ? run.namedCheckpoint(checkpoint) : spec);
+  for (const n of base.notes) process.stderr.write(`note: ${n}\n`);
+  const runDir = run?.root ?? null;
+  const name = presetConfig(spec) ? spec.slice('preset:'.length)
+    : path.basename(runDir ?? (spec.includes('/') && !fs.existsSync(local) ? spec.split('@')[0].split('/')[1] : local)) || 'model';
+  const { config, weights, tokenizerDir, generationConfig } = base;
+  return { src: { config, weights, tokenizerDir, ...(base.dir ? { generationConfig } : {}) }, runDir, name };
 }
 
-const EMBEDDING_TYPES: readonly EmbeddingType[] = ['q8_0', 'f16', 'q4_0'];
+const EMBEDDING_TYPES: readonly EmbeddingType[] = EMBEDDING_SCHEMES;
 
 /** The token-embedding grid a run trained with under QAT (its recipe.yaml `qat.embeddings`), or null without QAT. */
 export function qatEmbeddingsOfRun(runDir: string): EmbeddingType | null {
-  const file = path.join(runDir, 'recipe.yaml');
-  if (!fs.existsSync(file)) return null;
+  const run = new RunDir(runDir);
+  const file = run.recipeFile;
   let recipe: { qat?: { enabled?: unknown; embeddings?: unknown } } | null;
   try {
-    recipe = parseYaml(fs.readFileSync(file, 'utf8'));
+    recipe = run.readRecipeYaml();
   } catch (e) {
-    throw new UserError(`${file}: not valid YAML (${(e as Error).message.split('\n')[0]}); pass --embeddings explicitly`);
+    throw new UserError(`${(e as Error).message}; pass --embeddings explicitly`);
   }
   const qat = recipe?.qat;
   if (qat?.enabled !== true) return null;
@@ -85,7 +63,7 @@ export function qatEmbeddingsOfRun(runDir: string): EmbeddingType | null {
 }
 
 function defaultOut(r: ResolvedSource, suffix: string): string {
-  return r.runDir ? path.join(r.runDir, 'export', `model-${suffix}`) : path.resolve(`${r.name}-${suffix}`);
+  return r.runDir ? path.join(new RunDir(r.runDir).exportDir, `model-${suffix}`) : path.resolve(`${r.name}-${suffix}`);
 }
 
 function fmtBytes(n: number): string {
@@ -130,7 +108,7 @@ async function runExport(model: string, o: ExportCliOptions): Promise<void> {
     const dtype = o.dtype ?? 'bf16';
     if (dtype !== 'bf16' && dtype !== 'f32') throw new UsageError(`--dtype for --format safetensors must be bf16 or f32, got "${dtype}"`);
     const r = await resolveSource(model, o.checkpoint);
-    const out = path.resolve(o.out ?? (r.runDir ? path.join(r.runDir, 'export', `hf-${dtype}`) : `${r.name}-hf-${dtype}`));
+    const out = path.resolve(o.out ?? (r.runDir ? path.join(new RunDir(r.runDir).exportDir, `hf-${dtype}`) : `${r.name}-hf-${dtype}`));
     await saveCheckpoint(out, { config: r.src.config, weights: r.src.weights, tokenizerDir: r.src.tokenizerDir, dtype, generationConfig: r.src.generationConfig });
     process.stdout.write(`wrote ${out} (HF checkpoint, ${dtype})\n`);
   } else {
@@ -147,7 +125,7 @@ export function registerExport(program: Command): void {
     .option('--dtype <dtype>', 'gguf: f32|f16|bf16|q8_0|q4_0 (default f16); safetensors: bf16|f32 (default bf16)')
     .option('--int4', 'Q4_0 GGUF as llama-quantize makes it for Gemma 3 270M (Q4_0 linears, Q8_0 embeddings) + Ollama Modelfile')
     .option('--embeddings <type>', 'with --int4: type of token_embd: q8_0, f16 or q4_0 (default: the run\'s qat.embeddings when it trained with QAT, else q8_0)')
-    .option('--checkpoint <name>', 'with a run directory: best (default), final or step-N')
+    .option('--checkpoint <name>', 'with a run directory: best (default), final, step-N or epoch-N')
     .option('--out <path>', 'output file (gguf) or directory (safetensors)')
     .action(async (model: string, o: ExportCliOptions) => {
       await runExport(model, o);

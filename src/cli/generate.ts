@@ -39,7 +39,7 @@ export interface ParsedGenerateOptions {
 }
 
 export function parseGenerateOptions(o: GenerateCliOptions): ParsedGenerateOptions {
-  if (!(BACKEND_NAMES as string[]).includes(o.backend)) throw new UsageError(`--backend must be one of ${BACKEND_NAMES.join(', ')}, got "${o.backend}"`);
+  if (!(BACKEND_NAMES as readonly string[]).includes(o.backend)) throw new UsageError(`--backend must be one of ${BACKEND_NAMES.join(', ')}, got "${o.backend}"`);
   return {
     prompt: o.prompt,
     system: o.system,

@@ -11,6 +11,7 @@ import { EXAMPLE_FORMATS, type FormatOption } from '../data/formats.ts';
 import type { DataStats } from '../data/stats.ts';
 import type { TokenizedExample } from '../data/types.ts';
 import { collectOverride, loadRecipeWithSource } from '../recipe/recipe.ts';
+import { IGNORE_INDEX } from '../data/types.ts';
 
 export interface ValidateOptions {
   recipe?: string;
@@ -126,7 +127,7 @@ export async function runValidate(files: string[], opts: ValidateOptions, io: Va
       io.stdout(`${rep.file}: OK\n${statsTable(scan.stats, settings)}\n`);
       if (scan.warnings.length) io.stdout(`  warnings:\n${formatIssueList(scan.warnings).replace(/^/gm, '    ')}\n`);
       for (const ex of rep.shown) {
-        const sup = ex.labels.filter((l) => l !== -100).length;
+        const sup = ex.labels.filter((l) => l !== IGNORE_INDEX).length;
         io.stdout(`\n--- ${ex.file}:${ex.line} (${ex.inputIds.length} tokens, ${sup} supervised${ex.truncated ? ', truncated' : ''}) ---\n`);
         io.stdout(`${renderHighlighted(ex, getTok(), io.color ? 'color' : 'brackets').replace(/\n$/, '')}\n`);
         if (ex.truncated) io.stdout(`… (cut here: max_length ${maxLength})\n`);

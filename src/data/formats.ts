@@ -5,7 +5,7 @@ import { z } from 'zod';
 import type { ChatMessage } from './tokenizer.ts';
 import type { ParsedExample } from './types.ts';
 import { formatPath, type DataIssue } from './issues.ts';
-import { nearest } from '../recipe/suggest.ts';
+import { nearest } from '../util/suggest.ts';
 
 export const EXAMPLE_FORMATS = ['messages', 'prompt_completion', 'text'] as const;
 export type ExampleFormat = (typeof EXAMPLE_FORMATS)[number];

@@ -5,6 +5,7 @@
 import type { ChatMessage, GemmaTokenizer } from './tokenizer.ts';
 import type { ParsedExample, TokenizedExample } from './types.ts';
 import { formatPath, type DataIssue } from './issues.ts';
+import { IGNORE_INDEX } from './types.ts';
 
 export const TRAIN_ON_MODES = ['assistant', 'last', 'all'] as const;
 export type TrainOn = (typeof TRAIN_ON_MODES)[number];
@@ -83,9 +84,9 @@ export function encodeExample(ex: ParsedExample, tok: GemmaTokenizer, trainOn: T
   return { ids, spans };
 }
 
-/** labels[i] = ids[i+1] when token i+1 lies in a span, else -100 (the last position never has a target). */
+/** labels[i] = ids[i+1] when token i+1 lies in a span, else IGNORE_INDEX (the last position never has a target). */
 export function labelsFromSpans(ids: number[], spans: SupervisedSpan[]): number[] {
-  const labels = new Array<number>(ids.length).fill(-100);
+  const labels = new Array<number>(ids.length).fill(IGNORE_INDEX);
   for (const s of spans) {
     for (let j = Math.max(s.start, 1); j < Math.min(s.end, ids.length); j++) labels[j - 1] = ids[j];
   }
@@ -150,7 +151,7 @@ export function tokenizeExample(ex: ParsedExample, tok: GemmaTokenizer, opts: La
     }
   }
   const labels = labelsFromSpans(ids, enc.spans);
-  res.supervisedTokens = labels.reduce((acc, l) => acc + (l === -100 ? 0 : 1), 0);
+  res.supervisedTokens = labels.reduce((acc, l) => acc + (l === IGNORE_INDEX ? 0 : 1), 0);
   if (res.supervisedTokens === 0) {
     res.dropped = true;
     res.noSupervised = true;

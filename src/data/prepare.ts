@@ -8,6 +8,7 @@ import { displayPath, formatIssue, issuesError, type DataIssue } from './issues.
 import { scanFile, type FileScan } from './scan.ts';
 import { Rng } from '../util/rng.ts';
 import { UserError } from '../errors.ts';
+import { IGNORE_INDEX } from './types.ts';
 
 /** The recipe's `data` section (snake_case keys as in the YAML; paths absolute). */
 export interface DataSection {
@@ -70,7 +71,7 @@ function summary(xs: TokenizedExample[]): SplitSummary {
   let supervisedTokens = 0;
   for (const x of xs) {
     tokens += x.inputIds.length;
-    for (const l of x.labels) if (l !== -100) supervisedTokens++;
+    for (const l of x.labels) if (l !== IGNORE_INDEX) supervisedTokens++;
   }
   return { examples: xs.length, tokens, supervisedTokens };
 }

@@ -1,6 +1,7 @@
 // Show what a training example really trains on: the decoded tokens, with the supervised ones highlighted.
 import type { GemmaTokenizer } from './tokenizer.ts';
 import type { TokenizedExample } from './types.ts';
+import { IGNORE_INDEX } from './types.ts';
 
 export type HighlightStyle = 'color' | 'brackets';
 
@@ -9,7 +10,7 @@ const COLOR_OFF = '\x1b[0m';
 
 /** Token j is trained on when it is the target of position j-1 (labels are already shifted). */
 export function supervisedTokenMask(ex: TokenizedExample): boolean[] {
-  return ex.inputIds.map((_, j) => j > 0 && ex.labels[j - 1] !== -100);
+  return ex.inputIds.map((_, j) => j > 0 && ex.labels[j - 1] !== IGNORE_INDEX);
 }
 
 /** Runs of consecutive tokens with the same supervised flag, decoded (special tokens kept). */

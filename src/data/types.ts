@@ -12,10 +12,13 @@ export interface ParsedExample {
   promptMessages?: number;
 }
 
-/** A tokenized training example: `labels[i]` is the target for position i (already aligned: labels[i] = inputIds[i+1] or -100). */
+/** The label of a position that is not trained on (masked out of the loss), as in PyTorch's cross_entropy. */
+export const IGNORE_INDEX = -100;
+
+/** A tokenized training example: `labels[i]` is the target for position i (already aligned: labels[i] = inputIds[i+1] or IGNORE_INDEX). */
 export interface TokenizedExample {
   inputIds: number[];
-  /** Same length as inputIds. labels[i] is the id predicted at position i, or -100 if position i is not supervised. */
+  /** Same length as inputIds. labels[i] is the id predicted at position i, or IGNORE_INDEX if position i is not supervised. */
   labels: number[];
   file: string;
   line: number;

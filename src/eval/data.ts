@@ -7,6 +7,7 @@ import type { FormatOption } from '../data/formats.ts';
 import { scanFile } from '../data/scan.ts';
 import { displayPath, formatIssue } from '../data/issues.ts';
 import { UserError } from '../errors.ts';
+import { IGNORE_INDEX } from '../data/types.ts';
 
 export interface EvalDataOptions {
   /** Loss mask, as the recipe's data.train_on (default 'assistant'). */
@@ -22,7 +23,7 @@ export interface EvalDataOptions {
 export interface EvalExample {
   file: string;
   line: number;
-  /** Token ids for the loss (truncated to maxLength) and their labels (labels[i] = target at position i, or -100). */
+  /** Token ids for the loss (truncated to maxLength) and their labels (labels[i] = target at position i, or IGNORE_INDEX). */
   inputIds: number[];
   labels: number[];
   /** Chat prompt token ids ending in the generation prompt (`<start_of_turn>model\n`); null for `text` data. */

@@ -2,7 +2,6 @@
 // more models on one dataset. Models are loaded and scored one after another (only one in memory at a time).
 import fs from 'node:fs';
 import path from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import type { TrainOn } from '../data/labels.ts';
 import { TRAIN_ON_MODES } from '../data/labels.ts';
 import { loadTokenizer, type GemmaTokenizer } from '../data/tokenizer.ts';
@@ -14,6 +13,7 @@ import { loadEvalData, type EvalData, type EvalDataOptions } from './data.ts';
 import { tfjsEvalModel, type EvalModel } from './tfjs-model.ts';
 import { ggufEvalModel } from './gguf-model.ts';
 import { UsageError, UserError } from '../errors.ts';
+import { RunDir } from '../io/run-dir.ts';
 
 export type EvalMetric = 'loss' | 'perplexity' | MetricName;
 export const LOSS_METRICS = ['loss', 'perplexity'] as const;
@@ -79,13 +79,14 @@ export function isGgufSpec(spec: string): boolean {
   return spec.toLowerCase().endsWith('.gguf');
 }
 
-/** A gemma-tune run directory (has checkpoints/) → its resolved recipe's data settings, if readable. */
+/** A gemma-tune run directory → its resolved recipe's data settings, if readable. */
 export function runDataSettings(spec: string): { trainOn?: TrainOn; maxLength?: number; validation?: string } | null {
   if (isGgufSpec(spec) || presetConfig(spec)) return null;
-  const dir = path.resolve(spec);
-  if (!fs.existsSync(path.join(dir, 'checkpoints')) || fs.existsSync(path.join(dir, 'config.json'))) return null;
+  const run = RunDir.open(spec);
+  if (!run) return null;
+  const dir = run.root;
   try {
-    const recipe = parseYaml(fs.readFileSync(path.join(dir, 'recipe.yaml'), 'utf8')) as { data?: { train_on?: unknown; max_length?: unknown; validation?: unknown } };
+    const recipe = run.readRecipeYaml() as { data?: { train_on?: unknown; max_length?: unknown; validation?: unknown } } | null;
     const d = recipe?.data ?? {};
     return {
       validation: typeof d.validation === 'string' && d.validation ? path.resolve(dir, d.validation) : undefined,

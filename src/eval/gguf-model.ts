@@ -6,6 +6,7 @@ import os from 'node:os';
 import type { EvalModel } from './tfjs-model.ts';
 import type { GemmaTokenizer } from '../data/tokenizer.ts';
 import { UserError } from '../errors.ts';
+import { IGNORE_INDEX } from '../data/types.ts';
 
 type LlamaCpp = typeof import('node-llama-cpp');
 
@@ -93,14 +94,14 @@ export async function ggufEvalModel(file: string, tokenizer: GemmaTokenizer, opt
       // Only positions with a target ask for logits; llama.cpp then returns the target's logit, the argmax's
       // (the greedy sampler's "selected" token) and sum(exp(logit - max)), i.e. an exact log-softmax.
       const items: Item[] = inputIds.map((id, i) =>
-        labels[i] === -100
+        labels[i] === IGNORE_INDEX
           ? (id as Tok)
           : [id as Tok, { generateNext: { logits: { filter: { tokens: [labels[i] as Tok], includeSelected: true } }, totalLogitWeight: true } }],
       );
       const out = await sequence.controlledEvaluate(items);
       let nll = 0, tokens = 0;
       for (let i = 0; i < labels.length; i++) {
-        if (labels[i] === -100) continue;
+        if (labels[i] === IGNORE_INDEX) continue;
         const next = out[i]?.next;
         const logits = next?.logits;
         const target = logits?.get(labels[i] as Tok);

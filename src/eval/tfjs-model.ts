@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { Gemma3Model } from '../model/gemma3.ts';
 import type { GemmaTokenizer } from '../data/tokenizer.ts';
 import { generateIds } from '../model/generate.ts';
+import { IGNORE_INDEX } from '../data/types.ts';
 
 /** What the evaluator needs from a model (tfjs or llama.cpp). */
 export interface EvalModel {
@@ -47,7 +48,7 @@ export function logSoftmaxAt(row: Float32Array, target: number): number {
 export async function sequenceNll(model: Gemma3Model, inputIds: number[], labels: number[]): Promise<{ nll: number; tokens: number }> {
   const pos: number[] = [];
   const tgt: number[] = [];
-  labels.forEach((l, i) => { if (l !== -100) { pos.push(i); tgt.push(l); } });
+  labels.forEach((l, i) => { if (l !== IGNORE_INDEX) { pos.push(i); tgt.push(l); } });
   if (pos.length === 0) return { nll: 0, tokens: 0 };
   const D = model.config.hiddenSize;
   const T = inputIds.length;

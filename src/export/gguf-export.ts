@@ -1,21 +1,22 @@
-// HF Gemma 3 weights (TensorMap, HF names/[out, in] layout) → GGUF for llama.cpp arch `gemma3` (spec §5).
+// HF Gemma 3 weights (TensorMap, HF names/[out, in] layout) → GGUF for llama.cpp arch `gemma3` (docs/gemma3-reference.md §5).
 // Metadata and tensor names/transforms follow llama.cpp's convert_hf_to_gguf.py; tensor types follow its
-// --outtype rules, and `int4` follows llama-quantize's Q4_0 choices for Gemma 3 270M (spec §5.4).
+// --outtype rules, and `int4` follows llama-quantize's Q4_0 choices for Gemma 3 270M (docs/gemma3-reference.md §5.4).
 import type { Gemma3Config } from '../model/config.ts';
-import type { TensorMap } from '../io/tensors.ts';
-import { isNormWeight } from '../model/weights.ts';
+import type { TensorMap } from '../util/tensors.ts';
+import { EMBED_NAME, FINAL_NORM_NAME, isNormWeight, parseLayerParam, type LayerModule } from '../model/params.ts';
 import { loadTokenizer } from '../data/tokenizer.ts';
 import { UserError } from '../errors.ts';
 import { GGML_BLOCK, GgmlType, gv, writeGguf } from '../io/gguf.ts';
 import type { GgufTensorSpec, GgufValue } from '../io/gguf.ts';
-import { f32ToBf16Bits, f32ToF16Bits } from '../quant/half.ts';
+import { f32ToBf16Bits, f32ToF16Bits } from '../util/half.ts';
 import { quantizeQ8_0 } from '../quant/q8_0.ts';
 import { quantizeQ4_0 } from '../quant/q4_0.ts';
+import type { EmbeddingScheme } from '../quant/grid.ts';
 import { tokenizerMetadata } from './gguf-vocab.ts';
 
 export const GGUF_DTYPES = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'int4'] as const;
 export type GgufDtype = (typeof GGUF_DTYPES)[number];
-export type EmbeddingType = 'q8_0' | 'f16' | 'q4_0';
+export type EmbeddingType = EmbeddingScheme;
 
 export interface ExportSource {
   config: Gemma3Config;
@@ -47,43 +48,36 @@ const TYPE_OF: Record<'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0', GgmlType> = {
   f32: GgmlType.F32, f16: GgmlType.F16, bf16: GgmlType.BF16, q8_0: GgmlType.Q8_0, q4_0: GgmlType.Q4_0,
 };
 
-/** HF tensor name → GGUF tensor name (spec §5.3), or null for a name gemma3 has no GGUF tensor for. */
+/** GGUF names of the per-layer modules (llama.cpp's tensor map for gemma3, docs/gemma3-reference.md §5.3). */
+const GGUF_LAYER_NAMES: Record<LayerModule, string> = {
+  'input_layernorm': 'attn_norm',
+  'self_attn.q_proj': 'attn_q', 'self_attn.k_proj': 'attn_k', 'self_attn.v_proj': 'attn_v', 'self_attn.o_proj': 'attn_output',
+  'self_attn.q_norm': 'attn_q_norm', 'self_attn.k_norm': 'attn_k_norm',
+  'post_attention_layernorm': 'post_attention_norm', 'pre_feedforward_layernorm': 'ffn_norm',
+  'mlp.gate_proj': 'ffn_gate', 'mlp.up_proj': 'ffn_up', 'mlp.down_proj': 'ffn_down',
+  'post_feedforward_layernorm': 'post_ffw_norm',
+};
+
+/** HF tensor name → GGUF tensor name, or null for a name gemma3 has no GGUF tensor for. */
 export function ggufTensorName(hf: string): string | null {
-  if (hf === 'model.embed_tokens.weight') return 'token_embd.weight';
-  if (hf === 'model.norm.weight') return 'output_norm.weight';
-  const m = /^model\.layers\.(\d+)\.(.+)$/.exec(hf);
-  if (!m) return null;
-  const map: Record<string, string> = {
-    'input_layernorm.weight': 'attn_norm.weight',
-    'self_attn.q_proj.weight': 'attn_q.weight',
-    'self_attn.k_proj.weight': 'attn_k.weight',
-    'self_attn.v_proj.weight': 'attn_v.weight',
-    'self_attn.o_proj.weight': 'attn_output.weight',
-    'self_attn.q_norm.weight': 'attn_q_norm.weight',
-    'self_attn.k_norm.weight': 'attn_k_norm.weight',
-    'post_attention_layernorm.weight': 'post_attention_norm.weight',
-    'pre_feedforward_layernorm.weight': 'ffn_norm.weight',
-    'mlp.gate_proj.weight': 'ffn_gate.weight',
-    'mlp.up_proj.weight': 'ffn_up.weight',
-    'mlp.down_proj.weight': 'ffn_down.weight',
-    'post_feedforward_layernorm.weight': 'post_ffw_norm.weight',
-  };
-  const g = map[m[2]];
-  return g ? `blk.${m[1]}.${g}` : null;
+  if (hf === EMBED_NAME) return 'token_embd.weight';
+  if (hf === FINAL_NORM_NAME) return 'output_norm.weight';
+  const p = parseLayerParam(hf);
+  return p ? `blk.${p.layer}.${GGUF_LAYER_NAMES[p.module]}.weight` : null;
 }
 
 /** The ggml type a tensor is stored as for `dtype` (norms and 1-D tensors always F32). */
 export function tensorTypeFor(hfName: string, shape: number[], opts: ExportGgufOptions): GgmlType {
   if (shape.length <= 1 || isNormWeight(hfName)) return GgmlType.F32;
   if (opts.dtype === 'int4') {
-    if (hfName === 'model.embed_tokens.weight') return TYPE_OF[opts.embeddings ?? 'q8_0'];
+    if (hfName === EMBED_NAME) return TYPE_OF[opts.embeddings ?? 'q8_0'];
     return GgmlType.Q4_0;
   }
   return TYPE_OF[opts.dtype];
 }
 
 /**
- * llama.cpp's gemma3 graph hard-codes some choices (spec §5.2): refuse configs it would silently compute
+ * llama.cpp's gemma3 graph hard-codes some choices (docs/gemma3-reference.md §5.2): refuse configs it would silently compute
  * differently rather than write a file that runs but is a different model.
  */
 export function checkLlamaCppCompatible(c: Gemma3Config): void {
@@ -150,14 +144,14 @@ export function ggufTensors(src: ExportSource, opts: ExportGgufOptions): GgufTen
     const t = weights.get(hf)!;
     const name = ggufTensorName(hf);
     if (!name) throw new UserError(`cannot export tensor "${hf}": no GGUF name for it in arch gemma3`);
-    if (hf === 'model.embed_tokens.weight' && t.shape[0] !== config.vocabSize) {
+    if (hf === EMBED_NAME && t.shape[0] !== config.vocabSize) {
       throw new UserError(`${hf} has ${t.shape[0]} rows, config vocab_size is ${config.vocabSize}`);
     }
     const type = tensorTypeFor(hf, t.shape, opts);
     const [blk] = GGML_BLOCK[type];
     const ne0 = t.shape[t.shape.length - 1];
     if (ne0 % blk !== 0) {
-      throw new UserError(`cannot export ${hf} as ${GgmlType[type]}: its row length ${ne0} is not a multiple of ${blk} (choose another --dtype${hf === 'model.embed_tokens.weight' ? ' or --embeddings' : ''})`);
+      throw new UserError(`cannot export ${hf} as ${GgmlType[type]}: its row length ${ne0} is not a multiple of ${blk} (choose another --dtype${hf === EMBED_NAME ? ' or --embeddings' : ''})`);
     }
     const norm = isNormWeight(hf);
     out.push({
@@ -178,7 +172,7 @@ export function ggufTensors(src: ExportSource, opts: ExportGgufOptions): GgufTen
 }
 
 function rank(hf: string): number {
-  return hf === 'model.embed_tokens.weight' ? 0 : hf === 'model.norm.weight' ? 2 : 1;
+  return hf === EMBED_NAME ? 0 : hf === FINAL_NORM_NAME ? 2 : 1;
 }
 function layerOf(hf: string): number {
   const m = /^model\.layers\.(\d+)\./.exec(hf);

@@ -3,7 +3,7 @@
 // adjacent pair whose concatenation is a vocabulary token with the highest score (leftmost on ties), while HF BPE
 // applies the merge with the lowest rank. Giving each token the score −(rank of the first merge that produces it)
 // makes the two orders agree (the merges of a SentencePiece-converted tokenizer are sorted by the merged piece).
-// Token types and the −1000 score of added tokens follow llama.cpp's converter (spec §5.2).
+// Token types and the −1000 score of added tokens follow llama.cpp's converter (docs/gemma3-reference.md §5.2).
 import type { GemmaTokenizer } from '../data/tokenizer.ts';
 import { UserError } from '../errors.ts';
 import { GgufValueType, gv } from '../io/gguf.ts';
@@ -104,7 +104,7 @@ function splitMerge(m: string, src: string, r: number): [string, string] {
   return [m.slice(0, i), m.slice(i + 1)];
 }
 
-/** All `tokenizer.*` GGUF keys of spec §5.2. */
+/** All `tokenizer.*` GGUF keys of docs/gemma3-reference.md §5.2. */
 export function tokenizerMetadata(tok: GemmaTokenizer, vocabSize: number): [string, GgufValue][] {
   const v = buildVocab(tok, vocabSize);
   const id = (what: string, n: number) => {

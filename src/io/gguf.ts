@@ -1,4 +1,4 @@
-// GGUF v3 writer (spec §5.1): header, metadata KVs, tensor infos, then 32-byte aligned tensor data.
+// GGUF v3 writer (docs/gemma3-reference.md §5.1): header, metadata KVs, tensor infos, then 32-byte aligned tensor data.
 // Tensor bytes are produced one tensor at a time by a callback and streamed to a temporary file that is renamed
 // into place at the end, so a 300 MB model never sits in one buffer and a failed export leaves no partial file.
 import fs from 'node:fs';
@@ -14,7 +14,7 @@ export enum GgufValueType {
   UINT64 = 10, INT64 = 11, FLOAT64 = 12,
 }
 
-/** ggml tensor types this writer knows the block sizes of (ids: spec §5.5). */
+/** ggml tensor types this writer knows the block sizes of (ids: docs/gemma3-reference.md §5.5). */
 export enum GgmlType { F32 = 0, F16 = 1, Q4_0 = 2, Q8_0 = 8, BF16 = 30 }
 
 /** [elements per block, bytes per block] */

@@ -1,11 +1,11 @@
-// safetensors reader/writer (format: huggingface/safetensors README + `tensor.rs`; spec §3.2).
+// safetensors reader/writer (format: huggingface/safetensors README + `tensor.rs`; docs/gemma3-reference.md §3.2).
 // Layout: u64 LE header length N, N bytes of JSON header (space-padded to a multiple of 8), then the raw data.
 // Tensors are read one at a time with positioned reads, so a 536 MB bf16 file never sits in memory twice.
 import fs from 'node:fs';
 import os from 'node:os';
-import type { TensorMap } from './tensors.ts';
-import { numel } from './tensors.ts';
-import { f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../quant/half.ts';
+import type { TensorMap } from '../util/tensors.ts';
+import { numel } from '../util/tensors.ts';
+import { f16BitsToF32, f32ToBf16Bits, f32ToF16Bits } from '../util/half.ts';
 import { writeFileAtomicWith } from './atomic.ts';
 import { UserError } from '../errors.ts';
 

@@ -4,8 +4,8 @@ import { UserError } from '../errors.ts';
 import { registerCpuSpeedups } from '../perf/register.ts';
 import { loadNativeGemm } from '../perf/native.ts';
 
-export type BackendName = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
-export const BACKEND_NAMES: BackendName[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
+export const BACKEND_NAMES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
+export type BackendName = (typeof BACKEND_NAMES)[number];
 
 // Optional native backends; a variable specifier keeps TypeScript and bundlers from resolving them.
 const NODE_GPU = '@tensorflow/tfjs-node-gpu';
@@ -72,7 +72,7 @@ async function useWasm(): Promise<boolean> {
  * with a clear error. Returns the active backend name ('tensorflow', 'wasm' or 'cpu').
  */
 export async function initBackend(name: BackendName | string = 'auto'): Promise<string> {
-  if (!(BACKEND_NAMES as string[]).includes(name)) throw new UserError(`unknown backend "${name}" (expected one of ${BACKEND_NAMES.join(', ')})`);
+  if (!(BACKEND_NAMES as readonly string[]).includes(name)) throw new UserError(`unknown backend "${name}" (expected one of ${BACKEND_NAMES.join(', ')})`);
   tf.enableProdMode(); // silences tfjs's "install tfjs-node" banner and debug-only checks
   if (name === 'tensorflow' || name === 'auto') {
     if ((gpuPresent() && (await tryImport(NODE_GPU))) || (await tryImport(NODE_CPU))) {

@@ -27,7 +27,7 @@ export interface Gemma3Config {
   tieWordEmbeddings: boolean;
 }
 
-/** The real google/gemma-3-270m(-it) config.json (spec §1.1). */
+/** The real google/gemma-3-270m(-it) config.json (docs/gemma3-reference.md §1.1). */
 export const GEMMA3_270M_HF_CONFIG = {
   architectures: ['Gemma3ForCausalLM'],
   model_type: 'gemma3_text',

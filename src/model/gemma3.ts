@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Gemma3Config } from './config.ts';
 import { weightShapes } from './weights.ts';
-import type { TensorMap } from '../io/tensors.ts';
+import type { TensorMap } from '../util/tensors.ts';
 import { UserError } from '../errors.ts';
 import { applyRope, attentionMask, embeddingLookup, geluTanh, matMulConstRight, matMulFast, rmsNorm, ropeTables, softcap } from './ops.ts';
 
@@ -14,7 +14,8 @@ import { applyRope, attentionMask, embeddingLookup, geluTanh, matMulConstRight, 
 /** Replaces a weight before use (QAT fake-quantization); identity by default. */
 export type WeightFn = (name: string, w: tf.Variable) => tf.Tensor;
 
-export const EMBED_NAME = 'model.embed_tokens.weight';
+export { EMBED_NAME } from './params.ts';
+import { EMBED_NAME } from './params.ts';
 
 /** Per-layer keys/values after k-norm and RoPE, [B, Hkv, S, d], for incremental decoding. */
 export class KVCache {

@@ -5,10 +5,10 @@ import { randomWeights } from './weights.ts';
 import { Gemma3Model } from './gemma3.ts';
 import { initBackend, type BackendName } from './backend.ts';
 import { generateIds, TextStreamer, type GenerateOptions } from './generate.ts';
-import { loadTokenizer, type ChatMessage, type GemmaTokenizer } from '../data/tokenizer.ts';
-import { loadCheckpoint } from '../io/checkpoint.ts';
+import { defaultTokenizerDir, loadTokenizer, type ChatMessage, type GemmaTokenizer } from '../data/tokenizer.ts';
+import { loadCheckpoint } from './checkpoint.ts';
 import { resolveModelDir } from '../io/hub.ts';
-import type { TensorMap } from '../io/tensors.ts';
+import type { TensorMap } from '../util/tensors.ts';
 import { UserError } from '../errors.ts';
 
 const LOGIT_ROWS = 64;
@@ -55,25 +55,41 @@ export function renderPrompt(tokenizer: GemmaTokenizer, prompt: string, system?:
   return tokenizer.renderChat(messages, { addGenerationPrompt: true });
 }
 
+/** Base weights as host tensors, before a tfjs model is built from them. */
+export interface BaseWeights {
+  config: Gemma3Config;
+  weights: TensorMap;
+  /** Directory with tokenizer.json: the checkpoint's own, else the bundled Gemma 3 tokenizer. */
+  tokenizerDir: string;
+  generationConfig: Record<string, unknown> | null;
+  /** Checkpoint directory the weights came from (null: a preset). */
+  dir: string | null;
+  /** Things tolerated while loading that the user may want to know (see loadCheckpoint). */
+  notes: string[];
+}
+
+/**
+ * The weights a model spec names: a preset (random init seeded by `seed`), an HF checkpoint directory, a
+ * gemma-tune run directory (its best, else final checkpoint) or a Hub id (HF cache / download).
+ */
+export async function loadBaseWeights(spec: string, seed = 0): Promise<BaseWeights> {
+  const preset = presetConfig(spec);
+  if (preset) {
+    return { config: preset, weights: randomWeights(preset, seed), tokenizerDir: defaultTokenizerDir(), generationConfig: null, dir: null, notes: [] };
+  }
+  const dir = await resolveModelDir(spec);
+  const ck = await loadCheckpoint(dir);
+  return { config: ck.config, weights: ck.weights, tokenizerDir: ck.tokenizerDir, generationConfig: ck.generationConfig, dir, notes: ck.notes };
+}
+
 /**
  * Load a Gemma 3 text model: `preset:tiny` / `preset:gemma-3-270m` (seeded random weights, bundled tokenizer),
  * an HF checkpoint directory, a gemma-tune run directory, or a Hub id (via the HF cache / download).
  */
 export async function loadModel(spec: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
   const backend = await initBackend(opts.backend ?? 'auto');
-  let config: Gemma3Config, weights: TensorMap, tokenizer: GemmaTokenizer, dir: string | null = null;
-  let generationConfig: Record<string, unknown> | null = null;
-  const preset = presetConfig(spec);
-  if (preset) {
-    config = preset;
-    weights = randomWeights(config, 0);
-    tokenizer = loadTokenizer();
-  } else {
-    dir = await resolveModelDir(spec);
-    const ck = await loadCheckpoint(dir);
-    config = ck.config; weights = ck.weights; generationConfig = ck.generationConfig;
-    tokenizer = loadTokenizer(ck.tokenizerDir);
-  }
+  const { config, weights, tokenizerDir, generationConfig, dir } = await loadBaseWeights(spec);
+  const tokenizer = loadTokenizer(tokenizerDir);
   const model = Gemma3Model.fromWeights(config, weights);
   weights.clear(); // host copies are no longer needed
   return makeLoadedModel({ config, tokenizer, model, backend, dir, generationConfig });

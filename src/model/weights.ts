@@ -1,38 +1,28 @@
 import type { Gemma3Config } from './config.ts';
-import type { TensorMap } from '../io/tensors.ts';
-import { numel } from '../io/tensors.ts';
+import type { TensorMap } from '../util/tensors.ts';
+import { numel } from '../util/tensors.ts';
 import { Rng } from '../util/rng.ts';
+import { EMBED_NAME, FINAL_NORM_NAME, LAYER_MODULES, isNormWeight, layerParam, type LayerModule } from './params.ts';
 
 /**
  * Every tensor of a Gemma3ForCausalLM checkpoint, HF names and HF shapes ([out, in] for linears).
  * The LM head is tied to `model.embed_tokens.weight`, so there is no `lm_head.weight`.
  */
 export function weightShapes(c: Gemma3Config): Map<string, number[]> {
-  const D = c.hiddenSize, F = c.intermediateSize, hd = c.headDim;
+  const D = c.hiddenSize, F = c.intermediateSize, hd = c.headDim, q = c.numAttentionHeads * hd, kv = c.numKeyValueHeads * hd;
+  const shapes: Record<LayerModule, number[]> = {
+    'input_layernorm': [D],
+    'self_attn.q_proj': [q, D], 'self_attn.k_proj': [kv, D], 'self_attn.v_proj': [kv, D], 'self_attn.o_proj': [D, q],
+    'self_attn.q_norm': [hd], 'self_attn.k_norm': [hd],
+    'post_attention_layernorm': [D], 'pre_feedforward_layernorm': [D],
+    'mlp.gate_proj': [F, D], 'mlp.up_proj': [F, D], 'mlp.down_proj': [D, F],
+    'post_feedforward_layernorm': [D],
+  };
   const m = new Map<string, number[]>();
-  m.set('model.embed_tokens.weight', [c.vocabSize, D]);
-  for (let i = 0; i < c.numHiddenLayers; i++) {
-    const p = `model.layers.${i}.`;
-    m.set(p + 'input_layernorm.weight', [D]);
-    m.set(p + 'self_attn.q_proj.weight', [c.numAttentionHeads * hd, D]);
-    m.set(p + 'self_attn.k_proj.weight', [c.numKeyValueHeads * hd, D]);
-    m.set(p + 'self_attn.v_proj.weight', [c.numKeyValueHeads * hd, D]);
-    m.set(p + 'self_attn.o_proj.weight', [D, c.numAttentionHeads * hd]);
-    m.set(p + 'self_attn.q_norm.weight', [hd]);
-    m.set(p + 'self_attn.k_norm.weight', [hd]);
-    m.set(p + 'post_attention_layernorm.weight', [D]);
-    m.set(p + 'pre_feedforward_layernorm.weight', [D]);
-    m.set(p + 'mlp.gate_proj.weight', [F, D]);
-    m.set(p + 'mlp.up_proj.weight', [F, D]);
-    m.set(p + 'mlp.down_proj.weight', [D, F]);
-    m.set(p + 'post_feedforward_layernorm.weight', [D]);
-  }
-  m.set('model.norm.weight', [D]);
+  m.set(EMBED_NAME, [c.vocabSize, D]);
+  for (let i = 0; i < c.numHiddenLayers; i++) for (const mod of LAYER_MODULES) m.set(layerParam(i, mod), [...shapes[mod]]);
+  m.set(FINAL_NORM_NAME, [D]);
   return m;
-}
-
-export function isNormWeight(name: string): boolean {
-  return name.endsWith('norm.weight');
 }
 
 /**

@@ -1,7 +1,7 @@
 // ggml Q4_0: blocks of 32 float32 values → 18 bytes (fp16 scale d + 16 bytes of 4-bit codes).
-// Semantics follow ggml's `quantize_row_q4_0_ref` / `dequantize_row_q4_0` (spec §6.2, §6.3).
+// Semantics follow ggml's `quantize_row_q4_0_ref` / `dequantize_row_q4_0` (docs/gemma3-reference.md §6.2, §6.3).
 //
-// FMA convention (spec §6.4): ggml computes `x0 = x*id; q = (int8_t)(x0 + 8.5f)`. Whether the compiler fuses that
+// FMA convention (docs/gemma3-reference.md §6.4): ggml computes `x0 = x*id; q = (int8_t)(x0 + 8.5f)`. Whether the compiler fuses that
 // into one FMA decides rare near-tie codes. We use the UN-FUSED float32 path, `fround(fround(x*id) + 8.5)`, because
 // that is what the llama.cpp binaries we test against do: the prebuilt x86-64 `libggml-base.so` shipped with
 // node-llama-cpp compiles `quantize_row_q4_0_ref` to `mulps`/`addps` (no FMA), and clang builds don't contract
@@ -12,7 +12,7 @@
 // Within gemma-tune the convention cannot cause a mismatch: QAT fake quant and the exporter both call this file.
 
 import { UserError } from '../errors.ts';
-import { f16BitsToF32, f32ToF16Bits } from './half.ts';
+import { f16BitsToF32, f32ToF16Bits } from '../util/half.ts';
 
 export const QK4_0 = 32;
 export const Q4_0_BLOCK_BYTES = 18;

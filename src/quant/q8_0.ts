@@ -1,9 +1,9 @@
 // ggml Q8_0: blocks of 32 float32 values → 34 bytes (fp16 scale d + 32 int8 codes).
-// Semantics follow ggml's `quantize_row_q8_0_ref` / `dequantize_row_q8_0` (spec §6.6): d = amax/127 (float32),
+// Semantics follow ggml's `quantize_row_q8_0_ref` / `dequantize_row_q8_0` (docs/gemma3-reference.md §6.6): d = amax/127 (float32),
 // id = 1/d (float32), q = roundf(x*id) (half away from zero). A single product, so no FMA ambiguity.
 
 import { UserError } from '../errors.ts';
-import { f16BitsToF32, f32ToF16Bits } from './half.ts';
+import { f16BitsToF32, f32ToF16Bits } from '../util/half.ts';
 import { checkBlockLayout, checkFinite } from './q4_0.ts';
 
 export const QK8_0 = 32;

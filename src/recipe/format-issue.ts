@@ -2,7 +2,7 @@
 import type { z } from 'zod';
 import { acceptsNull, isIntegerField, unknownKeyMessage } from './introspect.ts';
 import type { KeyPath } from './locate.ts';
-import { nearest } from './suggest.ts';
+import { nearest } from '../util/suggest.ts';
 
 export interface PathMessage {
   path: KeyPath;

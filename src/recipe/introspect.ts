@@ -2,7 +2,7 @@
 // Used for "did you mean" suggestions and to phrase type errors the way a YAML user reads them.
 import type { z } from 'zod';
 import { RecipeSchema } from './schema.ts';
-import { KEY_ALIASES, nearest } from './suggest.ts';
+import { KEY_ALIASES, nearest } from '../util/suggest.ts';
 import type { KeyPath } from './locate.ts';
 
 interface Def {

@@ -11,7 +11,7 @@ import { issueMessages, type PathMessage } from './format-issue.ts';
 import { keysAt, unknownKeyMessage } from './introspect.ts';
 import { lineForPath, type KeyPath } from './locate.ts';
 import { RecipeSchema, type Recipe as ParsedRecipe } from './schema.ts';
-import { nearest } from './suggest.ts';
+import { nearest } from '../util/suggest.ts';
 
 export { RecipeSchema } from './schema.ts';
 

@@ -1,18 +1,25 @@
 // The recipe format: one YAML file that says what to fine-tune, on which data, and how.
-// Defaults are those of the official Gemma 3 270M full fine-tune guide (spec §8): AdamW, constant lr 5e-5,
+// Defaults are those of the official Gemma 3 270M full fine-tune guide (docs/gemma3-reference.md §8): AdamW, constant lr 5e-5,
 // 5 epochs, batch 4, max length 512, eval/save every epoch. Key names follow Axolotl/TRL where the concept exists.
 import { z } from 'zod';
 
-export const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
-export const DATA_FORMATS = ['auto', 'messages', 'prompt_completion', 'text'] as const;
-export const TRAIN_ON = ['assistant', 'last', 'all'] as const;
-export const TRUNCATION = ['truncate', 'drop', 'error'] as const;
+import { BACKEND_NAMES } from '../model/backend.ts';
+import { PARAM_GROUPS } from '../model/params.ts';
+import { EXAMPLE_FORMATS } from '../data/formats.ts';
+import { TRAIN_ON_MODES, TRUNCATION_MODES } from '../data/labels.ts';
+import { EMBEDDING_SCHEMES, LINEAR_SCHEMES } from '../quant/grid.ts';
+
+// The enums are owned by the modules that implement them; the schema only lists them.
+export const BACKENDS = BACKEND_NAMES;
+export const DATA_FORMATS = ['auto', ...EXAMPLE_FORMATS] as const;
+export const TRAIN_ON = TRAIN_ON_MODES;
+export const TRUNCATION = TRUNCATION_MODES;
 export const OPTIMIZERS = ['adamw'] as const;
 export const LR_SCHEDULERS = ['constant', 'constant_with_warmup', 'linear', 'cosine'] as const;
 export const STRATEGIES = ['epoch', 'steps', 'no'] as const;
-export const FREEZABLE = ['embeddings', 'attention', 'mlp', 'norms'] as const;
-export const QAT_SCHEMES = ['q4_0'] as const;
-export const QAT_EMBEDDINGS = ['q8_0', 'f16', 'q4_0'] as const;
+export const FREEZABLE = PARAM_GROUPS;
+export const QAT_SCHEMES = LINEAR_SCHEMES;
+export const QAT_EMBEDDINGS = EMBEDDING_SCHEMES;
 
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]*$/;
 

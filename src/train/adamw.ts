@@ -6,7 +6,7 @@
 // Moments are tf.Variables updated in place; each sub-update runs in its own tidy so at most a few temporaries
 // of the largest parameter (the 671 MB tied embedding of the 270M model) are alive at once.
 import * as tf from '@tensorflow/tfjs';
-import type { TensorMap } from '../io/tensors.ts';
+import type { TensorMap } from '../util/tensors.ts';
 import { fusedAdamWUpdate, ownedZerosVariable } from '../perf/adamw.ts';
 
 export interface AdamWOptions {
@@ -16,16 +16,8 @@ export interface AdamWOptions {
   eps?: number;
   epsilon?: number;
   weightDecay: number;
-  /** Which parameters get weight decay (default: all, as torch.optim.AdamW on one param group). See `hfDecays`. */
+  /** Which parameters get weight decay (default: all, as torch.optim.AdamW on one param group). See `decays` in src/model/params.ts. */
   decays?: (name: string) => boolean;
-}
-
-/**
- * HF Trainer's split (`get_decay_parameter_names`): no weight decay for biases and normalization weights
- * (every Gemma norm name contains "norm"). Pass as `decays` to match a transformers run with weight_decay > 0.
- */
-export function hfDecays(name: string): boolean {
-  return !/bias|norm/i.test(name);
 }
 
 /**

@@ -2,7 +2,9 @@
 import type { TokenizedExample } from '../data/types.ts';
 import type { Rng } from '../util/rng.ts';
 
-export const IGNORE_INDEX = -100;
+import { IGNORE_INDEX } from '../data/types.ts';
+
+export { IGNORE_INDEX };
 
 export interface Batch {
   /** Row-major [batchSize, seqLen]; padding positions hold the pad id. */
@@ -47,4 +49,18 @@ export function epochBatches<T>(examples: readonly T[], microBatchSize: number, 
   const out: T[][] = [];
   for (let i = 0; i < order.length; i += microBatchSize) out.push(order.slice(i, i + microBatchSize));
   return out;
+}
+
+/** Optimizer steps in one epoch of `trainExamples` (the last micro-batch and the last window may be partial). */
+export function stepsPerEpochFor(trainExamples: number, microBatch: number, accumulation: number): number {
+  return Math.ceil(Math.ceil(trainExamples / microBatch) / accumulation);
+}
+
+/** The optimizer windows of one epoch: lists of micro-batches (lists of example indices); the last may be partial. */
+export function epochWindows(order: number[], microBatch: number, accumulation: number): number[][][] {
+  const micro: number[][] = [];
+  for (let i = 0; i < order.length; i += microBatch) micro.push(order.slice(i, i + microBatch));
+  const windows: number[][][] = [];
+  for (let i = 0; i < micro.length; i += accumulation) windows.push(micro.slice(i, i + accumulation));
+  return windows;
 }

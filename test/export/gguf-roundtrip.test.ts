@@ -1,6 +1,6 @@
-// Export → parse back with @huggingface/gguf (an independent parser): metadata keys/types/values of spec §5.2,
+// Export → parse back with @huggingface/gguf (an independent parser): metadata keys/types/values of docs/gemma3-reference.md §5.2,
 // tensor names/dims/types/offsets of §5.3, values (+1 on norms), F16/BF16 rounding, Q8_0 bytes against a
-// reference implementation written here from spec §6.6, and the writer's failure behaviour.
+// reference implementation written here from docs/gemma3-reference.md §6.6, and the writer's failure behaviour.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,7 +10,7 @@ import { TINY_HF_CONFIG, parseConfig } from '../../src/model/config.ts';
 import type { Gemma3Config } from '../../src/model/config.ts';
 import { randomWeights } from '../../src/model/weights.ts';
 import { defaultTokenizerDir, loadTokenizer } from '../../src/data/tokenizer.ts';
-import type { TensorMap } from '../../src/io/tensors.ts';
+import type { TensorMap } from '../../src/util/tensors.ts';
 import { exportGguf } from '../../src/export/gguf-export.ts';
 import type { GgufDtype } from '../../src/export/gguf-export.ts';
 import { GgmlType, gv, writeGguf } from '../../src/io/gguf.ts';
@@ -39,7 +39,7 @@ function f32s(b: Uint8Array): Float32Array {
   return new Float32Array(b.slice().buffer);
 }
 
-// Independent decoders / reference quantizer (spec §3.4, §6.6), written without the project's half.ts.
+// Independent decoders / reference quantizer (docs/gemma3-reference.md §3.4, §6.6), written without the project's half.ts.
 function f16ToF32(h: number): number {
   const s = h & 0x8000 ? -1 : 1, e = (h >> 10) & 0x1f, m = h & 0x3ff;
   if (e === 0) return s * m * 2 ** -24;
@@ -108,7 +108,7 @@ describe('GGUF export round trip (parsed by @huggingface/gguf)', () => {
     }
   });
 
-  it('writes every spec §5.2 key with its type and value', () => {
+  it('writes every docs/gemma3-reference.md §5.2 key with its type and value', () => {
     const md = files.f32!.typedMetadata as Record<string, { value: unknown; type: GGUFValueType; subType?: GGUFValueType }>;
     const U32 = GGUFValueType.UINT32, F32 = GGUFValueType.FLOAT32, STR = GGUFValueType.STRING, BOOL = GGUFValueType.BOOL;
     const tok = loadTokenizer();
@@ -225,7 +225,7 @@ describe('GGUF export round trip (parsed by @huggingface/gguf)', () => {
     }
   });
 
-  it('Q8_0 tensors are byte-identical to the reference quantizer (spec §6.6)', () => {
+  it('Q8_0 tensors are byte-identical to the reference quantizer (docs/gemma3-reference.md §6.6)', () => {
     for (const hf of ['model.embed_tokens.weight', 'model.layers.1.self_attn.q_proj.weight', 'model.layers.0.mlp.down_proj.weight']) {
       const t = weights.get(hf)!;
       const want = refQ8_0(t.data.subarray(0, 32 * 40)); // first 40 blocks with the slow brute-force fp16 search

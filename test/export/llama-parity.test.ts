@@ -14,14 +14,14 @@ import { TINY_HF_CONFIG, parseConfig } from '../../src/model/config.ts';
 import type { Gemma3Config } from '../../src/model/config.ts';
 import { randomWeights } from '../../src/model/weights.ts';
 import { defaultTokenizerDir, loadTokenizer } from '../../src/data/tokenizer.ts';
-import type { TensorMap } from '../../src/io/tensors.ts';
+import type { TensorMap } from '../../src/util/tensors.ts';
 import { Gemma3Model } from '../../src/model/gemma3.ts';
 import { generateIds } from '../../src/model/generate.ts';
 import { exportGguf } from '../../src/export/gguf-export.ts';
 import { quantizeQ4_0, dequantizeQ4_0 } from '../../src/quant/q4_0.ts';
 import { quantizeQ8_0, dequantizeQ8_0 } from '../../src/quant/q8_0.ts';
 import { Rng } from '../../src/util/rng.ts';
-import { roundToBf16, roundToF16 } from '../../src/quant/half.ts';
+import { roundToBf16, roundToF16 } from '../../src/util/half.ts';
 import { tokenizerCorpus } from './tokenizer-corpus.ts';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gguf-llama-'));

@@ -4,9 +4,9 @@ import type { Gemma3Config } from '../../src/model/config.ts';
 import { TINY_HF_CONFIG, parseConfig } from '../../src/model/config.ts';
 import { randomWeights } from '../../src/model/weights.ts';
 import { defaultTokenizerDir } from '../../src/data/tokenizer.ts';
-import { saveCheckpoint } from '../../src/io/checkpoint.ts';
-import type { TensorMap } from '../../src/io/tensors.ts';
-import { roundToBf16 } from '../../src/quant/half.ts';
+import { saveCheckpoint } from '../../src/model/checkpoint.ts';
+import type { TensorMap } from '../../src/util/tensors.ts';
+import { roundToBf16 } from '../../src/util/half.ts';
 
 export interface TinyCheckpointOptions {
   /** HF snake_case config.json fields overriding preset:tiny (e.g. `{ vocab_size: 512, num_hidden_layers: 2 }`). */

@@ -7,9 +7,9 @@ import http from 'node:http';
 import crypto from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { resolveModelDir, hfCacheDir, cachedSnapshot } from '../../src/io/hub.ts';
-import { loadCheckpoint } from '../../src/io/checkpoint.ts';
+import { loadCheckpoint } from '../../src/model/checkpoint.ts';
 import { UserError } from '../../src/errors.ts';
-import type { TensorMap } from '../../src/io/tensors.ts';
+import type { TensorMap } from '../../src/util/tensors.ts';
 import { writeTinyCheckpoint } from '../helpers/tiny-checkpoint.ts';
 import { writeSafetensors } from '../../src/io/safetensors.ts';
 

@@ -3,8 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { readSafetensors, readSafetensorsHeader, writeSafetensors } from '../../src/io/safetensors.ts';
-import type { TensorMap } from '../../src/io/tensors.ts';
-import { bf16BitsToF32, f16BitsToF32 } from '../../src/quant/half.ts';
+import type { TensorMap } from '../../src/util/tensors.ts';
+import { bf16BitsToF32, f16BitsToF32 } from '../../src/util/half.ts';
 import { expectUserError } from '../helpers/errors.ts';
 
 let tmp: string;

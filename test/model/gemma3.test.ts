@@ -6,7 +6,7 @@ import { referenceForward } from './reference-forward.ts';
 import { Gemma3Model, KVCache } from '../../src/model/gemma3.ts';
 import { presetConfig } from '../../src/model/config.ts';
 import { randomWeights } from '../../src/model/weights.ts';
-import type { TensorMap } from '../../src/io/tensors.ts';
+import type { TensorMap } from '../../src/util/tensors.ts';
 
 const flat = (m: Float64Array[]) => m.flatMap((r) => Array.from(r));
 const seq = (n: number, V: number, seed = 7) => Array.from({ length: n }, (_, i) => (i * 131 + seed * 17 + ((i * i) % 7)) % V);

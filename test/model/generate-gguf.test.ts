@@ -7,7 +7,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { TINY_HF_CONFIG, parseConfig } from '../../src/model/config.ts';
 import { randomWeights } from '../../src/model/weights.ts';
-import { saveCheckpoint } from '../../src/io/checkpoint.ts';
+import { saveCheckpoint } from '../../src/model/checkpoint.ts';
 import { defaultTokenizerDir } from '../../src/data/tokenizer.ts';
 import { exportGguf } from '../../src/export/gguf-export.ts';
 

@@ -9,7 +9,7 @@ import { loadTokenizer } from '../../src/data/tokenizer.ts';
 import { Gemma3Model } from '../../src/model/gemma3.ts';
 import { randomWeights } from '../../src/model/weights.ts';
 import { presetConfig } from '../../src/model/config.ts';
-import { saveCheckpoint } from '../../src/io/checkpoint.ts';
+import { saveCheckpoint } from '../../src/model/checkpoint.ts';
 import { defaultTokenizerDir } from '../../src/data/tokenizer.ts';
 import { tinyConfig, tinyWeights, modelLogits } from './tiny.ts';
 import { initBackend } from '../../src/model/backend.ts';

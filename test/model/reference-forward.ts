@@ -1,9 +1,9 @@
 /**
- * Independent Gemma 3 forward pass in plain JS float64 loops, written from spec §2 (HF modeling_gemma3.py),
+ * Independent Gemma 3 forward pass in plain JS float64 loops, written from docs/gemma3-reference.md §2 (HF modeling_gemma3.py),
  * sharing no code with src/model. Single sequence, no cache. Used only as a test oracle.
  */
 import type { Gemma3Config } from '../../src/model/config.ts';
-import type { TensorMap } from '../../src/io/tensors.ts';
+import type { TensorMap } from '../../src/util/tensors.ts';
 
 type Mat = Float64Array[]; // rows
 

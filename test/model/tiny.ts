@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { parseConfig, type Gemma3Config } from '../../src/model/config.ts';
 import { randomWeights } from '../../src/model/weights.ts';
 import { Gemma3Model } from '../../src/model/gemma3.ts';
-import type { TensorMap } from '../../src/io/tensors.ts';
+import type { TensorMap } from '../../src/util/tensors.ts';
 
 /** A small Gemma 3 text config (HF field names) for fast tests; override any field. */
 export function tinyConfig(over: Record<string, unknown> = {}): Gemma3Config {

@@ -1,11 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { onBackend } from '../model/helpers.ts';
-import { fakeQuant, fakeQuantValues, makeQatWeightFn, qatSchemeFor, type QatOptions } from '../../src/quant/fakequant.ts';
+import { fakeQuant, fakeQuantValues } from '../../src/quant/fakequant.ts';
+import { makeQatWeightFn, qatSchemeFor, type QatOptions } from '../../src/model/qat.ts';
 import { parseConfig } from '../../src/model/config.ts';
 import { randomWeights } from '../../src/model/weights.ts';
 import { Gemma3Model } from '../../src/model/gemma3.ts';
-import type { TensorMap } from '../../src/io/tensors.ts';
+import type { TensorMap } from '../../src/util/tensors.ts';
 import { Rng } from '../../src/util/rng.ts';
 
 const BACKENDS = ['cpu', 'wasm'] as const;

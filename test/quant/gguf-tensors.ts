@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { gguf, GGMLQuantizationType } from '@huggingface/gguf';
 import { dequantizeQ4_0 } from '../../src/quant/q4_0.ts';
 import { dequantizeQ8_0 } from '../../src/quant/q8_0.ts';
-import { f16BitsToF32 } from '../../src/quant/half.ts';
+import { f16BitsToF32 } from '../../src/util/half.ts';
 
 export interface GgufTensor {
   dtype: number;

@@ -10,7 +10,7 @@ function block(entries: Record<number, number>, fill = 0): Float32Array {
 }
 const bits = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
 
-describe('Q4_0 against the spec §6.5 test vector', () => {
+describe('Q4_0 against the docs/gemma3-reference.md §6.5 test vector', () => {
   const x = new Float32Array([
     -0.2015, -0.1365, -0.0715, -0.0065, 0.0585, 0.1235, 0.1885, -0.1125, -0.0975, -0.0325, 0.0325, 0.0975, 0.1625,
     -0.1885, -0.1235, -0.0585, 0.0065, 0.0715, 0.1365, 0.2015, -0.4, -0.0845, -0.0195, 0.0455, 0.1105, 0.1755, -0.1755,
@@ -117,7 +117,7 @@ describe('Q4_0 against independent implementations (fixtures, test/fixtures/quan
     expect(diff.filter((b) => b < TIE_FIRST || b >= TIE_END)).toEqual([]);
     // The constructed near-ties do expose the convention (otherwise this fixture would not test it).
     expect(diff.length).toBeGreaterThan(10);
-    // gguf-py's float64 product re-derived here from its documented formula (spec §6.4), trunc(f32(x*id + 8.5)):
+    // gguf-py's float64 product re-derived here from its documented formula (docs/gemma3-reference.md §6.4), trunc(f32(x*id + 8.5)):
     // it reproduces gguf-py's bytes everywhere, so the differences are the product rounding and nothing else.
     const fused = quantizeWithDoubleProduct(x);
     expect(differingBlocks(fused, py, 18)).toEqual([]);

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { loadRecipe, loadRecipeWithSource } from '../../src/recipe/recipe.ts';
-import { editDistance, nearest } from '../../src/recipe/suggest.ts';
+import { editDistance, nearest } from '../../src/util/suggest.ts';
 import { errorOf, makeWorkspace } from './helpers.ts';
 
 const { dir, recipeDir } = makeWorkspace();

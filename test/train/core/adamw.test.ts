@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { AdamW, hfDecays } from '../../../src/train/adamw.ts';
+import { AdamW } from '../../../src/train/adamw.ts';
+import { decays as hfDecays } from '../../../src/model/params.ts';
 
 tf.setBackend('cpu');
 

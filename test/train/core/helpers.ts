@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { tinyConfig, tinyWeights } from '../../model/tiny.ts';
 import { Gemma3Model } from '../../../src/model/gemma3.ts';
 import type { Gemma3Config } from '../../../src/model/config.ts';
-import type { TensorMap } from '../../../src/io/tensors.ts';
+import type { TensorMap } from '../../../src/util/tensors.ts';
 import type { Batch } from '../../../src/train/batches.ts';
 import type { TokenizedExample } from '../../../src/data/types.ts';
 import { Rng } from '../../../src/util/rng.ts';

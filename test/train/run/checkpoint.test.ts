@@ -7,10 +7,9 @@ import { describe, expect, it } from 'vitest';
 import { TINY_HF_CONFIG, parseConfig } from '../../../src/model/config.ts';
 import { randomWeights } from '../../../src/model/weights.ts';
 import { defaultTokenizerDir } from '../../../src/data/tokenizer.ts';
-import { loadCheckpoint } from '../../../src/io/checkpoint.ts';
-import {
-  listCheckpoints, pointBestAt, readOptimizer, readTrainerState, saveTrainingCheckpoint, type TrainerState,
-} from '../../../src/train/run-state.ts';
+import { loadCheckpoint } from '../../../src/model/checkpoint.ts';
+import { readOptimizer, readTrainerState, saveTrainingCheckpoint, type TrainerState } from '../../../src/train/run-state.ts';
+import { RunDir } from '../../../src/io/run-dir.ts';
 import { OverfitDetector } from '../../../src/train/overfit.ts';
 
 const config = parseConfig({ ...TINY_HF_CONFIG, vocab_size: 512, hidden_size: 16, intermediate_size: 32, head_dim: 8, num_hidden_layers: 1, layer_types: ['full_attention'] });
@@ -64,10 +63,10 @@ describe('training checkpoints', () => {
     }
     fs.mkdirSync(path.join(ck, 'best'));
     fs.writeFileSync(path.join(ck, 'best', 'config.json'), '{}');
-    expect(listCheckpoints(root).map((c) => c.name)).toEqual(['epoch-2', 'final', 'epoch-1']);
-    await pointBestAt(root, 'epoch-1');
+    expect(new RunDir(root).resumable().map((c) => c.name)).toEqual(['epoch-2', 'final', 'epoch-1']);
+    await new RunDir(root).pointBestAt('epoch-1');
     expect(fs.readlinkSync(path.join(ck, 'best'))).toBe('epoch-1');
-    await pointBestAt(root, 'epoch-2');
+    await new RunDir(root).pointBestAt('epoch-2');
     expect(fs.readlinkSync(path.join(ck, 'best'))).toBe('epoch-2');
     expect((await loadCheckpoint(path.join(ck, 'best'))).dir).toBe(path.join(ck, 'best'));
     expect(fs.readdirSync(ck).sort()).toEqual(['best', 'epoch-1', 'epoch-2', 'final']);

@@ -1,7 +1,8 @@
 // Pure helpers of the training loop: epoch windows (gradient accumulation, partial last window), steps per epoch,
 // frozen parameter names.
 import { describe, expect, it } from 'vitest';
-import { epochWindows, frozenNames, stepsPerEpochFor } from '../../../src/train/trainer.ts';
+import { epochWindows, stepsPerEpochFor } from '../../../src/train/batches.ts';
+import { frozenNames } from '../../../src/model/params.ts';
 import { weightShapes } from '../../../src/model/weights.ts';
 import { presetConfig } from '../../../src/model/config.ts';
 

@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { train } from '../../../src/train/trainer.ts';
 import { readMetrics, type TrainRow, type ValRow } from '../../../src/train/metrics.ts';
 import { reproduce } from '../../../src/train/reproduce.ts';
-import { loadCheckpoint } from '../../../src/io/checkpoint.ts';
+import { loadCheckpoint } from '../../../src/model/checkpoint.ts';
 import { resolveModelDir } from '../../../src/io/hub.ts';
 import { readTrainerState } from '../../../src/train/run-state.ts';
 import { UserError } from '../../../src/errors.ts';

@@ -2,14 +2,14 @@ import { describe, it, expect, beforeAll, afterAll, vi } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { loadCheckpoint, saveCheckpoint, sanitizeWeights } from '../../src/io/checkpoint.ts';
+import { loadCheckpoint, saveCheckpoint, sanitizeWeights } from '../../src/model/checkpoint.ts';
 import { readSafetensors, writeSafetensors } from '../../src/io/safetensors.ts';
 import { replaceDirAtomic, writeDirAtomic } from '../../src/io/atomic.ts';
-import type { TensorMap } from '../../src/io/tensors.ts';
+import type { TensorMap } from '../../src/util/tensors.ts';
 import { defaultTokenizerDir } from '../../src/data/tokenizer.ts';
 import { parseConfig, toHFConfig } from '../../src/model/config.ts';
 import { weightShapes } from '../../src/model/weights.ts';
-import { roundToBf16 } from '../../src/quant/half.ts';
+import { roundToBf16 } from '../../src/util/half.ts';
 import { expectUserError } from '../helpers/errors.ts';
 import { writeTinyCheckpoint } from '../helpers/tiny-checkpoint.ts';
 

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { formatQuantErrorReport, layerType, quantErrorReport } from '../../src/quant/report.ts';
-import type { TensorMap } from '../../src/io/tensors.ts';
+import { formatQuantErrorReport, quantErrorReport } from '../../src/model/quant-report.ts';
+import { layerType } from '../../src/model/params.ts';
+import type { TensorMap } from '../../src/util/tensors.ts';
 
 const row = (entries: Record<number, number>, n = 32) => {
   const x = new Float32Array(n);

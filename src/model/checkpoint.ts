@@ -3,14 +3,14 @@
 // (prefix variants, tied head, multimodal extras) followed by a strict check against `weightShapes(cfg)`.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Gemma3Config } from '../model/config.ts';
-import { parseConfig, toHFConfig } from '../model/config.ts';
-import { weightShapes } from '../model/weights.ts';
+import type { Gemma3Config } from './config.ts';
+import { parseConfig, toHFConfig } from './config.ts';
+import { weightShapes } from './weights.ts';
 import { defaultTokenizerDir } from '../data/tokenizer.ts';
-import type { TensorMap } from './tensors.ts';
-import type { FloatDtype, LoadedTensor, SaveDtype } from './safetensors.ts';
-import { readSafetensors, readSafetensorsHeader, writeSafetensors } from './safetensors.ts';
-import { writeDirAtomic } from './atomic.ts';
+import type { TensorMap } from '../util/tensors.ts';
+import type { FloatDtype, LoadedTensor, SaveDtype } from '../io/safetensors.ts';
+import { readSafetensors, readSafetensorsHeader, writeSafetensors } from '../io/safetensors.ts';
+import { writeDirAtomic } from '../io/atomic.ts';
 import { UserError } from '../errors.ts';
 
 export interface LoadedCheckpoint {

@@ -1,8 +1,9 @@
 // Quantization error per layer type (|w − ŵ| with ŵ the exported grid), for training logs and reports.
 
-import type { TensorMap } from '../io/tensors.ts';
-import { fakeQuantValues, type QuantScheme } from './grid.ts';
-import { qatSchemeFor } from './fakequant.ts';
+import type { TensorMap } from '../util/tensors.ts';
+import { fakeQuantValues, type QuantScheme } from '../quant/grid.ts';
+import { layerType } from './params.ts';
+import { qatSchemeFor, type QatOptions } from './qat.ts';
 
 export interface QuantErrorStats {
   /** mean |w − ŵ| over all elements of this type */
@@ -17,15 +18,6 @@ export interface QuantErrorStats {
 
 export interface QuantErrorReport {
   byType: Record<string, QuantErrorStats>;
-}
-
-/** GGUF-style short type of an HF weight name (`attn_q`, …, `ffn_down`, `token_embd`), or null for other tensors. */
-export function layerType(name: string): string | null {
-  if (name === 'model.embed_tokens.weight') return 'token_embd';
-  const m = /^model\.layers\.\d+\.(?:self_attn\.([qkvo])_proj|mlp\.(gate|up|down)_proj)\.weight$/.exec(name);
-  if (!m) return null;
-  if (m[1]) return m[1] === 'o' ? 'attn_output' : `attn_${m[1]}`;
-  return `ffn_${m[2]}`;
 }
 
 /**
@@ -67,4 +59,10 @@ export function formatQuantErrorReport(r: QuantErrorReport): string {
     ([type, s]) => `${type}[${s.scheme}] ${s.meanAbsErr.toExponential(2)}/${s.meanAbsWeight.toExponential(2)}`,
   );
   return `quant err (mean|Δw|/mean|w|): ${parts.join(' ')}`;
+}
+
+/** Mean |w − ŵ| per layer type (attn_q, …, token_embd) for the QAT plan's grid (training logs, summary.qat). */
+export function quantErrorByType(weights: TensorMap, qat: Pick<QatOptions, 'scheme' | 'embeddings'>): Record<string, number> {
+  const r = quantErrorReport(weights, { scheme: qat.scheme, embeddings: qat.embeddings });
+  return Object.fromEntries(Object.entries(r.byType).map(([type, s]) => [type, s.meanAbsErr]));
 }
