@@ -8,7 +8,7 @@ import { Gemma3Model } from '../src/model/gemma3.ts';
 import { generateIds } from '../src/model/generate.ts';
 import { Rng } from '../src/util/rng.ts';
 import { loadNativeGemm, nativeGemmError } from '../src/perf/native.ts';
-import { matMulThreads, nativeMatMulActive } from '../src/perf/kernels.ts';
+import { matMulThreads, nativeMatMulActive } from '../src/perf/native-matmul-kernel.ts';
 import { loadStepImpl, type BenchExample } from './step-impl.ts';
 
 export interface CaseOptions {

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
-// Compiles the optional native matmul addon (native/gemm.cc) with node-gyp. Run by `npm install` / `npm ci`
-// (the root package's `install` script) and by `npm run build:native`. It never fails the install: without a
-// compiler or headers gemma-tune falls back to pure tfjs kernels, which are correct but much slower.
+// Compiles the optional native kernels addon (native/src/*.cc, listed in binding.gyp) with node-gyp. Run by
+// `npm install` / `npm ci` (the root package's `install` script) and by `npm run build:native`. It never fails the
+// install: without a compiler or headers gemma-tune falls back to pure tfjs kernels, which are correct but much slower.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';

@@ -3,12 +3,12 @@ import type { Gemma3Config } from './config.ts';
 import { weightShapes } from './weights.ts';
 import type { TensorMap } from '../util/tensors.ts';
 import { UserError } from '../errors.ts';
-import { applyRope, attentionMask, embeddingLookup, geluTanh, matMulConstRight, matMulFast, rmsNorm, ropeTables, softcap } from './ops.ts';
+import { applyRope, attentionMask, embeddingLookup, geluTanh, matMulConstRight, matMulFast, rmsNorm, ropeTables, softcap, tiedEmbedding } from './ops.ts';
 
 /**
  * Gemma 3 text decoder (Gemma3ForCausalLM) in TensorFlow.js, fp32, following HF `modeling_gemma3.py`
- * (spec §2). Parameters keep HF names and HF shapes; linears are [out, in], so y = x·Wᵀ (via matMulFast,
- * which avoids wasm's slow transposed/batched matmul kernels).
+ * (summarised in docs/gemma3-reference.md §2). Parameters keep HF names and HF shapes; linears are [out, in], so
+ * y = x·Wᵀ (via matMulFast, which avoids wasm's slow transposed/batched matmul kernels).
  */
 
 /** Replaces a weight before use (QAT fake-quantization); identity by default. */
@@ -52,11 +52,6 @@ export interface HiddenOptions {
   cache?: KVCache;
   /** Absolute position of ids[:, 0]; defaults to cache.length (or 0). */
   startPos?: number;
-  /**
-   * The embedding rows table[ids] ([B·T, D], before the √D scale), when the caller looked them up itself (the
-   * training loss does, through ops.tiedEmbedding, to handle the tied table's gradient); the table is then not read.
-   */
-  embeddings?: tf.Tensor2D;
 }
 
 export class Gemma3Model {
@@ -97,6 +92,25 @@ export class Gemma3Model {
 
   /** Hidden states after the final norm, [B, T, D], for int32 ids [B, T]. Updates `cache` when given. */
   hidden(ids: tf.Tensor2D, opts: HiddenOptions = {}): tf.Tensor3D {
+    return this.trunk(ids, opts, null);
+  }
+
+  /**
+   * For training with the tied head: `hidden(ids)` plus the head's table [V, D] (the embedding after weightFn).
+   * When the table is trained, the lookup's rows and the head's copy come from ONE op (ops.tiedEmbedding), whose
+   * backward adds the two gradients (in place where it can: the 671 MB table gradient then exists once).
+   * `frozenTable`: the table gets no gradient; the lookup is the plain one. Call inside tf.tidy.
+   */
+  hiddenWithTiedTable(ids: tf.Tensor2D, opts: { weightFn?: WeightFn; frozenTable?: boolean } = {}): { hidden: tf.Tensor3D; table: tf.Tensor2D } {
+    const embed = this.p(EMBED_NAME);
+    let table = (opts.weightFn ? opts.weightFn(EMBED_NAME, embed) : embed) as tf.Tensor2D;
+    let rows: tf.Tensor2D | null = null;
+    if (!opts.frozenTable) [rows, table] = tiedEmbedding(table, tf.reshape(ids, [-1]) as tf.Tensor1D, { zeroGradRow: this.config.padTokenId });
+    return { hidden: this.trunk(ids, { weightFn: opts.weightFn }, rows), table };
+  }
+
+  /** The decoder on ids; `rows`: the embedding rows table[ids] ([B·T, D], before the √D scale) if already looked up. */
+  private trunk(ids: tf.Tensor2D, opts: HiddenOptions, rows: tf.Tensor2D | null): tf.Tensor3D {
     const c = this.config;
     const wf: WeightFn = opts.weightFn ?? ((_n, w) => w);
     const cache = opts.cache;
@@ -118,11 +132,8 @@ export class Gemma3Model {
       };
       const scale = Math.fround(Math.sqrt(c.hiddenSize)); // fp32 sqrt(hidden_size), as llama.cpp and HF with fp32 weights
       // nn.Embedding(padding_idx=pad): the lookup gives no gradient to the pad row (the tied head still does)
-      const rows = opts.embeddings ?? embeddingLookup(wf(EMBED_NAME, this.p(EMBED_NAME)) as tf.Tensor2D, ids, { zeroGradRow: c.padTokenId });
-      if (opts.embeddings && (rows.shape[0] !== B * T || rows.shape[1] !== c.hiddenSize)) {
-        throw new Error(`hidden: embeddings [${rows.shape}] do not match ids [${B}, ${T}] × hidden ${c.hiddenSize}`);
-      }
-      let h = tf.reshape(tf.mul(rows, scale), [B * T, c.hiddenSize]) as tf.Tensor2D;
+      const e = rows ?? embeddingLookup(wf(EMBED_NAME, this.p(EMBED_NAME)) as tf.Tensor2D, ids, { zeroGradRow: c.padTokenId });
+      let h = tf.reshape(tf.mul(e, scale), [B * T, c.hiddenSize]) as tf.Tensor2D;
       for (let i = 0; i < c.numHiddenLayers; i++) {
         const lt = c.layerTypes[i];
         h = this.layer(i, h, B, T, rope[lt], masks[lt], wf, cache);
@@ -167,7 +178,7 @@ export class Gemma3Model {
     return rmsNorm(x, this.p(name) as tf.Tensor1D, this.config.rmsNormEps);
   }
 
-  /** One decoder block on h [B·T, D] (spec §2.3: four norms, two residuals). */
+  /** One decoder block on h [B·T, D]: RMSNorm before and after both attention and MLP (four norms), two residual adds. */
   private layer(i: number, h: tf.Tensor2D, B: number, T: number, rope: { cos: tf.Tensor2D; sin: tf.Tensor2D }, mask: tf.Tensor2D, wf: WeightFn, cache?: KVCache): tf.Tensor2D {
     const p = `model.layers.${i}.`;
     let a = this.norm(h, p + 'input_layernorm.weight');

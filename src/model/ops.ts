@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { nativeMatMulActive } from '../perf/kernels.ts';
+import { nativeMatMulActive } from '../perf/native-matmul-kernel.ts';
 import { activeNative, cpuValues, writableValues } from '../perf/cpu-arrays.ts';
 
 /**

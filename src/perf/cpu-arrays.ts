@@ -1,14 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
 import { loadNativeGemm, type NativeGemm } from './native.ts';
-import { nativeMatMulActive } from './kernels.ts';
+import { nativeMatMulActive } from './native-matmul-kernel.ts';
+import type { CpuBackend } from './cpu-backend.ts';
 
 /**
  * Direct access to the cpu backend's tensor arrays, for the native kernels that work in place. The cpu backend keeps
  * every tensor's data in a JS typed array and wraps arrays handed to tf.tensor() without copying.
  */
-
-interface CpuData { values?: unknown; refCount?: number }
-interface CpuBackend { data: { get(id: unknown): CpuData } }
 
 // Arrays this project allocated. Only those are ever written in place: a caller's array wrapped by tf.tensor(data)
 // (e.g. the TensorMap a model was built from) must never change under it.

@@ -1,42 +1,48 @@
-import type { NativeGemm } from './native.ts';
-import { ownedFloat32 } from './cpu-arrays.ts';
+import type * as tf from '@tensorflow/tfjs';
+import { activeNative, cpuValues } from './cpu-arrays.ts';
+import { nativeHeadOp } from './head-native.ts';
+import { tfjsHeadOp } from './head-tfjs.ts';
 
 /**
- * The tied LM head + token cross-entropy on the native kernels, with the gradients formed in the same pass as the
- * loss (as Liger's fused linear cross-entropy does): per block of rows, logits z = h·Eᵀ, then in place
- * z ← scale·(softmax(z) − onehot) (native/gemm.cc ceRows), then dh = z·E and dE += zᵀ·h. The logits are computed
- * once instead of again in a backward pass, and nothing of size [rows, vocab] outlives its block.
+ * The tied LM head fused with token cross-entropy, as the body of ONE custom-gradient op (src/train/loss.ts wires it
+ * into autodiff). Two implementations: the native kernels on cpu when the addon is active (head-native.ts: the
+ * gradients are formed in the forward pass, while each block of logits exists anyway), else tfjs ops (head-tfjs.ts:
+ * the backward recomputes the logits block by block; tuned for wasm).
  */
-export interface NativeHeadResult {
-  /** Σ over rows of logSumExp(z) − z[target] (float64 sum of float32 row losses). */
-  loss: number;
-  /** scale · ∂loss/∂h [M, D] (null without grad). */
-  dh: Float32Array | null;
-  /** scale · ∂loss/∂table [V, D] (null without grad or with a frozen table); an owned array (writable in place). */
-  dTable: Float32Array | null;
+
+export interface HeadOptions {
+  /** Final logit soft-cap c (logits = c·tanh(z/c)), or null. */
+  softcap: number | null;
+  /** Rows of logits per forward block (each block is chunkSize × vocab floats). */
+  chunkSize: number;
+  /** Treat `table` as a constant (no gradient for it). */
+  frozenTable: boolean;
+  /** wasm only: largest table (V·D) for which a transposed copy is made; default 2^26. */
+  transposedTableMaxElems?: number;
+  /**
+   * Native path: the upstream gradient expected for the returned sum (default 1). The gradients are formed already
+   * scaled by it in the forward pass; another dy costs one extra multiply of each gradient.
+   */
+  gradScale?: number;
 }
 
-export function nativeHeadCrossEntropy(
-  g: NativeGemm, h: Float32Array, table: Float32Array, targets: Int32Array,
-  dims: { M: number; V: number; D: number; rowsPerBlock: number },
-  opts: { softcap: number | null; gradScale: number | null; frozenTable: boolean },
-): NativeHeadResult {
-  const { M, V, D } = dims;
-  const rows = Math.max(1, Math.min(M, Math.floor(dims.rowsPerBlock)));
-  const grad = opts.gradScale != null;
-  const z = new Float32Array(rows * V);
-  const lse = new Float32Array(M), rowLoss = new Float32Array(M);
-  const dh = grad ? new Float32Array(M * D) : null;
-  const dTable = grad && !opts.frozenTable ? ownedFloat32(V * D) : null;
-  for (let r0 = 0; r0 < M; r0 += rows) {
-    const n = Math.min(rows, M - r0);
-    const hc = h.subarray(r0 * D, (r0 + n) * D);
-    g.matmul(hc, table, z, 1, n, V, D, false, true, 0, 0);
-    g.ceRows(z, n, V, targets.subarray(r0, r0 + n), opts.gradScale ?? 1, opts.softcap ?? 0, grad, lse.subarray(r0, r0 + n), rowLoss.subarray(r0, r0 + n));
-    if (dh) g.matmul(z, table, dh.subarray(r0 * D, (r0 + n) * D), 1, n, D, V, false, false, 0, 0);
-    if (dTable) g.matmul(z, hc, dTable, 1, V, D, n, true, false, 0, 0, r0 > 0);
-  }
-  let loss = 0;
-  for (let i = 0; i < M; i++) loss += rowLoss[i];
-  return { loss, dh, dTable };
+/** A tf.customGrad body over (h, table): the loss sum and its gradient function (to h, and to table unless frozen). */
+export type HeadOp = (h: tf.Tensor2D, table: tf.Tensor2D, save: tf.GradSaveFunc) => {
+  value: tf.Scalar;
+  gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor[];
+};
+
+/**
+ * The head op for h [M, D], table [V, D] and targets tᵢ: Σᵢ [logSumExp(lᵢ) − lᵢ[tᵢ]] with lᵢ = cap(hᵢ·tableᵀ).
+ * Picks the implementation for these tensors; call it just before the customGrad that runs the op.
+ */
+export function headOp(h: tf.Tensor2D, table: tf.Tensor2D, targets: Int32Array, opts: HeadOptions): HeadOp {
+  const [M, D] = h.shape;
+  const V = table.shape[0];
+  if (table.shape[1] !== D) throw new Error(`headCrossEntropySum: hidden width ${D} != table width ${table.shape[1]}`);
+  if (targets.length !== M) throw new Error(`headCrossEntropySum: ${targets.length} targets for ${M} rows`);
+  const dims = { M, V, D, rowsPerBlock: Math.max(1, Math.floor(opts.chunkSize)) };
+  const native = activeNative();
+  if (native && typeof native.ceRows === 'function' && cpuValues(h) && cpuValues(table)) return nativeHeadOp(native, targets, dims, opts);
+  return tfjsHeadOp(targets, dims, opts);
 }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
-/** The optional N-API addon built from native/gemm.cc (see native/build.mjs). */
+/** The optional N-API addon built from native/src/*.cc (see native/binding.gyp and native/build.mjs). */
 export interface NativeGemm {
   /**
    * c[batch, M, N] = op(a[i]) · op(b[i]) for row-major fp32 arrays; op transposes when transA/transB.

@@ -1,10 +1,10 @@
-import { registerFastCpuKernels } from './cpu-kernels.ts';
-import { registerNativeMatMul } from './kernels.ts';
+import { registerFastCpuKernels } from './js-kernels/register-js-kernels.ts';
+import { registerNativeMatMul } from './native-matmul-kernel.ts';
 
 /**
  * Speed-ups for the tfjs cpu backend, registered by initBackend('cpu'): faster JS kernels for broadcasting
- * binary ops / Slice / Transpose (always), and the native multithreaded sgemm for matmuls when the addon is built.
- * Returns whether the native matmul is active.
+ * binary ops, reductions, Slice / Transpose and more (always), and the native multithreaded sgemm for matmuls
+ * when the addon is built. Returns whether the native matmul is active.
  */
 export function registerCpuSpeedups(): boolean {
   registerFastCpuKernels();

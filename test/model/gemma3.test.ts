@@ -249,6 +249,39 @@ describe('embedding padding_idx', () => {
   });
 });
 
+describe('hiddenWithTiedTable (the training loss\'s entry)', () => {
+  it('gives hidden() bit for bit and the embedding as the head table; the table gets both uses\' gradients', async () => {
+    await onBackend('cpu', () => {
+      const cfg = tinyConfig({ num_hidden_layers: 1, layer_types: ['full_attention'] });
+      const { model } = tinyModel(cfg);
+      const E = model.params.get('model.embed_tokens.weight')!;
+      const [V, D] = E.shape;
+      const ids = tf.tensor2d([[2, 0, 7, 0, 9, 7]], [1, 6], 'int32'); // repeated ids and the pad id 0
+      const proj = tf.tensor3d(Array.from({ length: 6 * D }, (_, i) => Math.sin(i)), [1, 6, D]);
+      const headW = tf.tensor2d(Array.from({ length: V * D }, (_, i) => Math.cos(i)), [V, D]);
+      // a functional of the hidden states plus one of the head's table, as the loss uses them
+      const grad = (f: () => tf.Scalar) => tf.tidy(() => tf.variableGrads(f, [E]).grads[E.name].dataSync() as Float32Array);
+      const separate = grad(() => tf.add(tf.sum(tf.mul(model.hidden(ids), proj)), tf.sum(tf.mul(E, headW))) as tf.Scalar);
+      for (const frozenTable of [false, true]) {
+        tf.tidy(() => {
+          const { hidden, table } = model.hiddenWithTiedTable(ids, { frozenTable });
+          expect(Array.from(hidden.dataSync())).toEqual(Array.from(model.hidden(ids).dataSync()));
+          expect(Array.from(table.dataSync())).toEqual(Array.from(E.dataSync()));
+        });
+        const tied = grad(() => {
+          const { hidden, table } = model.hiddenWithTiedTable(ids, { frozenTable });
+          return tf.add(tf.sum(tf.mul(hidden, proj)), tf.sum(tf.mul(table, headW))) as tf.Scalar;
+        });
+        expect(maxAbsDiff(tied, separate), `frozenTable ${frozenTable}`).toBeLessThan(1e-5);
+        // row 0 (pad): the head's gradient only; row 7 (looked up twice): more than the head's
+        expect(Math.abs(tied[0] - Math.cos(0))).toBeLessThan(1e-6);
+        expect(Math.abs(tied[7 * D] - Math.cos(7 * D))).toBeGreaterThan(1e-4);
+      }
+      model.dispose();
+    });
+  });
+});
+
 describe('preset:tiny (real 262,144-token vocabulary)', () => {
   it('forward equals the reference on a short sequence (cpu)', async () => {
     await onBackend('cpu', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { AdamW } from '../../src/train/adamw.ts';
-import { disableNativeMatMul, registerNativeMatMul } from '../../src/perf/kernels.ts';
+import { disableNativeMatMul, registerNativeMatMul } from '../../src/perf/native-matmul-kernel.ts';
 import { loadNativeGemm } from '../../src/perf/native.ts';
 import { sumOfSquares } from '../../src/perf/adamw.ts';
 import { Rng } from '../../src/util/rng.ts';

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { loadNativeGemm } from '../../src/perf/native.ts';
-import { disableNativeMatMul, registerNativeMatMul } from '../../src/perf/kernels.ts';
-import { nativeHeadCrossEntropy } from '../../src/perf/head.ts';
+import { disableNativeMatMul, registerNativeMatMul } from '../../src/perf/native-matmul-kernel.ts';
+import { nativeHeadCrossEntropy } from '../../src/perf/head-native.ts';
 import { geluTanh, tiedEmbedding, gatherRows } from '../../src/model/ops.ts';
 import { Rng } from '../../src/util/rng.ts';
 import { headCrossEntropySum } from '../../src/train/loss.ts';

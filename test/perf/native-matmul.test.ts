@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { loadNativeGemm, nativeGemmError, NATIVE_ADDON_PATH } from '../../src/perf/native.ts';
-import { disableNativeMatMul, nativeMatMulActive, nativeMatMulCalls, registerNativeMatMul } from '../../src/perf/kernels.ts';
+import { disableNativeMatMul, nativeMatMulActive, nativeMatMulCalls, registerNativeMatMul } from '../../src/perf/native-matmul-kernel.ts';
 import { Rng } from '../../src/util/rng.ts';
 
 // The addon is built by `npm install` / `npm ci` (root install script) or `npm run build:native`.
@@ -142,7 +142,7 @@ describe('fallback without the addon', () => {
     const script = `
       import * as tf from '@tensorflow/tfjs';
       import { initBackend } from './src/model/backend.ts';
-      import { nativeMatMulActive } from './src/perf/kernels.ts';
+      import { nativeMatMulActive } from './src/perf/native-matmul-kernel.ts';
       import { nativeGemmError } from './src/perf/native.ts';
       const b = await initBackend('cpu');
       const x = tf.tensor2d([[1, 2, 3], [4, 5, 6]]), y = tf.tensor2d([[1, 0], [0, 1], [2, 2]]);

@@ -6,7 +6,7 @@ import type { Gemma3Model } from '../../../src/model/gemma3.ts';
 import { onBackend } from '../../model/helpers.ts';
 import { Rng } from '../../../src/util/rng.ts';
 import { PAD, coreConfig, coreModel, examples, handLossSum, maxAbs, maxAbsDiff } from './helpers.ts';
-import { disableNativeMatMul, nativeMatMulActive, registerNativeMatMul } from '../../../src/perf/kernels.ts';
+import { disableNativeMatMul, nativeMatMulActive, registerNativeMatMul } from '../../../src/perf/native-matmul-kernel.ts';
 import { loadNativeGemm } from '../../../src/perf/native.ts';
 
 tf.setBackend('cpu');
@@ -35,7 +35,7 @@ function gradsOf(model: Gemma3Model, names: string[], f: () => tf.Scalar): Map<s
   return out;
 }
 
-// The value/gradient checks run with tfjs's own cpu kernels and with the native ones (src/perf/head.ts forms the
+// The value/gradient checks run with tfjs's own cpu kernels and with the native ones (src/perf/head-native.ts forms the
 // head's gradients in the forward pass, natively; gelu too). The native addon is built by `npm ci`.
 for (const native of [false, true]) describe(`supervisedLossSum (${native ? 'native kernels' : 'tfjs kernels'})`, () => {
   const { model } = coreModel();

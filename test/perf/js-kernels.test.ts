@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { registerFastCpuKernels } from '../../src/perf/cpu-kernels.ts';
-import { registerNativeMatMul } from '../../src/perf/kernels.ts';
+import { registerFastCpuKernels } from '../../src/perf/js-kernels/register-js-kernels.ts';
+import { registerNativeMatMul } from '../../src/perf/native-matmul-kernel.ts';
 import { loadNativeGemm } from '../../src/perf/native.ts';
 import { Rng } from '../../src/util/rng.ts';
 
