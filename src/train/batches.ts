@@ -4,8 +4,6 @@ import type { Rng } from '../util/rng.ts';
 
 import { IGNORE_INDEX } from '../data/types.ts';
 
-export { IGNORE_INDEX };
-
 export interface Batch {
   /** Row-major [batchSize, seqLen]; padding positions hold the pad id. */
   inputIds: Int32Array;

@@ -9,7 +9,8 @@ import * as tf from '@tensorflow/tfjs';
 import type { Gemma3Model, WeightFn } from '../model/gemma3.ts';
 import { gatherRows } from '../model/ops.ts';
 import { headOp, type HeadOptions } from '../perf/head.ts';
-import { IGNORE_INDEX, type Batch } from './batches.ts';
+import { IGNORE_INDEX } from '../data/types.ts';
+import type { Batch } from './batches.ts';
 
 export interface LossOptions {
   /** QAT hook, applied to every weight as in `Gemma3Model.hidden` (the tied head uses the embedding's). */

@@ -11,7 +11,7 @@ import { Gemma3Model } from '../model/gemma3.ts';
 import { loadCheckpoint } from '../model/checkpoint.ts';
 import { loadBaseWeights } from '../model/load.ts';
 import { decays, frozenNames } from '../model/params.ts';
-import { cpuKernels } from '../perf/kernels.ts';
+import { cpuKernels } from '../perf/native-matmul-kernel.ts';
 import { RunDir, type Manifest, type ResumableCheckpoint } from '../io/run-dir.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { loadTokenizer, type GemmaTokenizer } from '../data/tokenizer.ts';
