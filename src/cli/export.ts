@@ -105,13 +105,13 @@ async function runExport(model: string, o: ExportCliOptions): Promise<void> {
     if (o.embeddings !== undefined && !EMBEDDING_TYPES.includes(o.embeddings as EmbeddingType)) {
       throw new UsageError(`--embeddings must be q8_0, f16 or q4_0, got "${o.embeddings}"`);
     }
+    const sampling = parseSamplingMode(o.sampling);
     const r = await resolveSource(model, o.checkpoint);
     const fromRecipe = o.embeddings === undefined && r.runDir ? qatEmbeddingsOfRun(r.runDir) : null;
     if (fromRecipe) process.stderr.write(`note: token_embd as ${fromRecipe}, the grid this run trained with (recipe.yaml qat.embeddings); --embeddings overrides\n`);
     const emb = (o.embeddings ?? fromRecipe ?? 'q8_0') as EmbeddingType;
     const out = path.resolve(o.out ?? defaultOut(r, 'q4_0.gguf'));
     if (!out.endsWith('.gguf')) throw new UsageError(`--out for --int4 must be a .gguf file, got ${o.out}`);
-    const sampling = parseSamplingMode(o.sampling);
     const s = await exportGguf(r.src, out, { dtype: 'int4', embeddings: emb, name: r.name });
     const mf = await writeModelfile(out, { runDir: r.runDir, generationConfig: r.src.generationConfig, sampling });
     for (const n of mf.notes) process.stderr.write(`note: ${n}\n`);

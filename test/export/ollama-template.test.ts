@@ -8,7 +8,9 @@ import { describe, expect, it } from 'vitest';
 import { loadTokenizer, type ChatMessage } from '../../src/data/tokenizer.ts';
 import { modelfile, modelfileValueProblem, samplingParameters, GEMMA_OLLAMA_TEMPLATE } from '../../src/export/modelfile.ts';
 import { TRIMMED_CHARACTERS } from '../../src/export/ollama-template.ts';
-import { sharedSystemPrompt } from '../../src/export/training-system.ts';
+import { sharedSystemPrompt, trainingSystemPrompt } from '../../src/export/training-system.ts';
+import { writeTinyCheckpoint } from '../helpers/tiny-checkpoint.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const repo = path.resolve(import.meta.dirname, '../..');
 const goVersion = spawnSync('go', ['version'], { encoding: 'utf8' });
@@ -174,5 +176,31 @@ describe('Modelfile text', () => {
     expect(() => samplingParameters('generation-config', null)).toThrow(/no generation_config.json/);
     const text = modelfile('/x/model.gguf', { sampling: 'generation-config', generationConfig: gc }).text;
     expect(text).toContain('PARAMETER top_k 64\nPARAMETER top_p 0.95');
+  });
+
+  it('SYSTEM comes from the run\'s training data only when every example has the same system message', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sys-'));
+    const data = (name: string, lines: unknown[]) => { const f = path.join(dir, name); fs.writeFileSync(f, lines.map((l) => JSON.stringify(l)).join('\n') + '\n'); return f; };
+    const sys = (s: string, u = 'u') => ({ messages: [{ role: 'system', content: s }, { role: 'user', content: u }, { role: 'assistant', content: 'a' }] });
+    expect(await sharedSystemPrompt(data('same.jsonl', [sys('S'), sys('S', 'v')]))).toBe('S');
+    expect(await sharedSystemPrompt(data('differ.jsonl', [sys('S'), sys('T')]))).toBeNull();
+    expect(await sharedSystemPrompt(data('some.jsonl', [sys('S'), { messages: [{ role: 'user', content: 'u' }, { role: 'assistant', content: 'a' }] }]))).toBeNull();
+    expect(await sharedSystemPrompt(data('pc.jsonl', [{ prompt: 'p', completion: 'c' }]))).toBeNull();
+    expect(await sharedSystemPrompt(path.join(repo, 'datasets/npc-martian/train.jsonl'))).toBeNull();
+
+    // export --int4 of a run whose recipe trained on the entity-extraction data: SYSTEM + generation-config sampling
+    const run = path.join(dir, 'run');
+    await writeTinyCheckpoint(path.join(run, 'checkpoints', 'final'), { config: { vocab_size: 512 } });
+    fs.writeFileSync(path.join(run, 'recipe.yaml'), `name: x\ndata:\n  train: ${path.join(repo, 'datasets/entity-extraction/train.jsonl')}\n`);
+    expect(await trainingSystemPrompt(run)).toBe(entity[0].content);
+    const r = await runCli(['export', run, '--int4', '--checkpoint', 'final', '--sampling', 'generation-config']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain('SYSTEM = the training data');
+    const text = fs.readFileSync(path.join(run, 'export', 'Modelfile'), 'utf8');
+    expect(text).toContain(`SYSTEM """${entity[0].content}"""`);
+    expect(text).toContain('PARAMETER temperature 1\nPARAMETER top_k 64\nPARAMETER top_p 0.95');
+    const bad = await runCli(['export', run, '--int4', '--sampling', 'creative']);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/--sampling must be greedy or generation-config/);
   });
 });
