@@ -6,6 +6,7 @@ import { registerEval } from './eval.ts';
 import { registerExport } from './export.ts';
 import { registerGenerate } from './generate.ts';
 import { registerReproduce } from './reproduce.ts';
+import { registerChat } from './chat.ts';
 
 export const VERSION = '0.1.0';
 
@@ -21,6 +22,7 @@ export function buildProgram(): Command {
   registerExport(program);
   registerGenerate(program);
   registerReproduce(program);
+  registerChat(program);
   for (const c of program.commands) c.exitOverride();
   return program;
 }

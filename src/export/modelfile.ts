@@ -72,3 +72,8 @@ export function modelfile(ggufFile: string, opts: ModelfileOptions = {}): Modelf
 export function modelfileText(ggufFile: string, opts: ModelfileOptions = {}): string {
   return modelfile(ggufFile, opts).text;
 }
+
+/** The SYSTEM value of a Modelfile gemma-tune wrote (triple-quoted), or null. */
+export function modelfileSystem(text: string): string | null {
+  return /^SYSTEM """([\s\S]*?)"""[ \t]*$/m.exec(text)?.[1] ?? null;
+}
