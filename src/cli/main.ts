@@ -7,6 +7,7 @@ import { registerExport } from './export.ts';
 import { registerGenerate } from './generate.ts';
 import { registerReproduce } from './reproduce.ts';
 import { registerChat } from './chat.ts';
+import { registerServe } from './serve.ts';
 
 export const VERSION = '0.1.0';
 
@@ -23,6 +24,7 @@ export function buildProgram(): Command {
   registerGenerate(program);
   registerReproduce(program);
   registerChat(program);
+  registerServe(program);
   for (const c of program.commands) c.exitOverride();
   return program;
 }
