@@ -55,6 +55,7 @@ export async function defaultSystemPrompt(spec: string): Promise<{ system: strin
 /** Reads messages from io.input until EOF or /exit, answering each. */
 export async function chatLoop(conv: Conversation, opts: ReplyOptions, io: ChatIo): Promise<void> {
   const rl = readline.createInterface({ input: io.input, output: io.interactive ? io.output : undefined, terminal: io.interactive, crlfDelay: Infinity });
+  rl.on('SIGINT', () => rl.close()); // Ctrl-C ends the chat (readline would only pause)
   const prompt = () => { if (io.interactive) { rl.setPrompt('you> '); rl.prompt(); } };
   prompt();
   let turn = 0;

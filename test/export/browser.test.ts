@@ -13,6 +13,7 @@ import { startPageServer } from '../../src/export/web/server.ts';
 import { pageConfig, servedGguf } from '../../src/cli/serve.ts';
 
 const chromium = hasChromium();
+if (!chromium) console.warn(`SKIPPED: the browser page test needs Chromium at ${CHROMIUM} (apt-get install chromium, or set CHROMIUM_PATH)`);
 
 const repo = path.resolve(import.meta.dirname, '../..');
 const system: string = JSON.parse(fs.readFileSync(path.join(repo, 'datasets/entity-extraction/train.jsonl'), 'utf8').split('\n')[0]).messages[0].content;

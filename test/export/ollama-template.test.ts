@@ -16,6 +16,7 @@ const repo = path.resolve(import.meta.dirname, '../..');
 const goVersion = spawnSync('go', ['version'], { encoding: 'utf8' });
 const hasGo = goVersion.status === 0;
 const tok = loadTokenizer();
+if (!hasGo) console.warn('SKIPPED: the Ollama TEMPLATE check needs Go (`go` is not on PATH; apt-get install golang-go)');
 
 function firstMessages(file: string): ChatMessage[] {
   return JSON.parse(fs.readFileSync(path.join(repo, file), 'utf8').split('\n')[0]).messages;
