@@ -34,6 +34,7 @@ import { randomWeights } from '../../src/model/weights.ts';
 import { defaultTokenizerDir, loadTokenizer } from '../../src/data/tokenizer.ts';
 import { exportGguf, ggufMetadata, sizeLabel } from '../../src/export/gguf-export.ts';
 import { writeGguf } from '../../src/io/gguf.ts';
+import { readGgufScalars } from '../../src/io/gguf-kv.ts';
 
 type Typed = { type: GGUFValueType; value: unknown };
 const U32 = GGUFValueType.UINT32, F32 = GGUFValueType.FLOAT32, I32 = GGUFValueType.INT32, STR = GGUFValueType.STRING, BOOL = GGUFValueType.BOOL, ARR = GGUFValueType.ARRAY;
@@ -140,6 +141,10 @@ describe('GGUF metadata = what convert_hf_to_gguf.py writes', () => {
     compare(got, want);
     expect(got.get('gemma3.rope.freq_base_swa')!.value).toBe(10000);
     expect(got.get('general.size_label')!.value).toBe('17M');
+    // src/io/gguf-kv.ts (used by `serve`) reads the same scalars back
+    const scalars = readGgufScalars(file);
+    expect([...scalars.keys()].sort()).toEqual([...got].filter(([, v]) => v.type !== ARR).map(([k]) => k).sort());
+    for (const [k, v] of scalars) expect(typeof v === 'bigint' ? Number(v) : v, k).toEqual(got.get(k)!.value);
     fs.rmSync(file);
   });
 
