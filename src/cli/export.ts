@@ -9,7 +9,7 @@ import { loadBaseWeights } from '../model/load.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { GGUF_DTYPES, exportGguf } from '../export/gguf-export.ts';
 import type { EmbeddingType, ExportSource, ExportSummary, GgufDtype } from '../export/gguf-export.ts';
-import { modelfileText } from '../export/modelfile.ts';
+import { parseSamplingMode, writeModelfile } from '../export/ollama.ts';
 import { EMBEDDING_SCHEMES } from '../quant/grid.ts';
 
 interface ExportCliOptions {
@@ -19,6 +19,7 @@ interface ExportCliOptions {
   int4?: boolean;
   embeddings?: string;
   checkpoint?: string;
+  sampling?: string;
 }
 
 interface ResolvedSource {
@@ -83,6 +84,7 @@ async function runExport(model: string, o: ExportCliOptions): Promise<void> {
     if (o.embeddings !== undefined && !EMBEDDING_TYPES.includes(o.embeddings as EmbeddingType)) {
       throw new UsageError(`--embeddings must be q8_0, f16 or q4_0, got "${o.embeddings}"`);
     }
+    const sampling = parseSamplingMode(o.sampling);
     const r = await resolveSource(model, o.checkpoint);
     const fromRecipe = o.embeddings === undefined && r.runDir ? qatEmbeddingsOfRun(r.runDir) : null;
     if (fromRecipe) process.stderr.write(`note: token_embd as ${fromRecipe}, the grid this run trained with (recipe.yaml qat.embeddings); --embeddings overrides\n`);
@@ -90,13 +92,14 @@ async function runExport(model: string, o: ExportCliOptions): Promise<void> {
     const out = path.resolve(o.out ?? defaultOut(r, 'q4_0.gguf'));
     if (!out.endsWith('.gguf')) throw new UsageError(`--out for --int4 must be a .gguf file, got ${o.out}`);
     const s = await exportGguf(r.src, out, { dtype: 'int4', embeddings: emb, name: r.name });
-    const modelfile = path.join(path.dirname(out), 'Modelfile');
-    await writeFileAtomic(modelfile, modelfileText(out));
+    const mf = await writeModelfile(out, { runDir: r.runDir, generationConfig: r.src.generationConfig, sampling });
+    for (const n of mf.notes) process.stderr.write(`note: ${n}\n`);
     printSummary(s);
-    process.stdout.write(`  Ollama: ${modelfile} (ollama create ${r.name} -f ${modelfile})\n`);
+    process.stdout.write(`  Ollama: ${mf.file} (ollama create ${r.name} -f ${mf.file})${mf.system ? '; SYSTEM = the training data\'s system prompt' : ''}\n`);
     return;
   }
   if (o.embeddings) throw new UsageError('--embeddings applies to --int4 only');
+  if (o.sampling) throw new UsageError('--sampling applies to --int4 only (it sets the Modelfile\'s PARAMETERs)');
   if (o.format === 'gguf') {
     const dtype = (o.dtype ?? 'f16') as GgufDtype;
     const allowed = GGUF_DTYPES.filter((d) => d !== 'int4');
@@ -126,6 +129,7 @@ export function registerExport(program: Command): void {
     .option('--int4', 'Q4_0 GGUF as llama-quantize makes it for Gemma 3 270M (Q4_0 linears, Q8_0 embeddings) + Ollama Modelfile')
     .option('--embeddings <type>', 'with --int4: type of token_embd: q8_0, f16 or q4_0 (default: the run\'s qat.embeddings when it trained with QAT, else q8_0)')
     .option('--checkpoint <name>', 'with a run directory: best (default), final, step-N or epoch-N')
+    .option('--sampling <mode>', 'with --int4: Modelfile PARAMETERs: greedy (default, as eval) or generation-config')
     .option('--out <path>', 'output file (gguf) or directory (safetensors)')
     .action(async (model: string, o: ExportCliOptions) => {
       await runExport(model, o);

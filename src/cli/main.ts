@@ -6,6 +6,8 @@ import { registerEval } from './eval.ts';
 import { registerExport } from './export.ts';
 import { registerGenerate } from './generate.ts';
 import { registerReproduce } from './reproduce.ts';
+import { registerChat } from './chat.ts';
+import { registerServe } from './serve.ts';
 
 export const VERSION = '0.1.0';
 
@@ -21,6 +23,8 @@ export function buildProgram(): Command {
   registerExport(program);
   registerGenerate(program);
   registerReproduce(program);
+  registerChat(program);
+  registerServe(program);
   for (const c of program.commands) c.exitOverride();
   return program;
 }

@@ -4,7 +4,7 @@
 import type { Gemma3Config } from '../model/config.ts';
 import type { TensorMap } from '../util/tensors.ts';
 import { EMBED_NAME, FINAL_NORM_NAME, isNormWeight, parseLayerParam, type LayerModule } from '../model/params.ts';
-import { loadTokenizer } from '../data/tokenizer.ts';
+import { loadTokenizer, type GemmaTokenizer } from '../data/tokenizer.ts';
 import { UserError } from '../errors.ts';
 import { GGML_BLOCK, GgmlType, gv, writeGguf } from '../io/gguf.ts';
 import type { GgufTensorSpec, GgufValue } from '../io/gguf.ts';
@@ -91,26 +91,74 @@ export function checkLlamaCppCompatible(c: Gemma3Config): void {
   if (problems.length) throw new UserError(`cannot export to GGUF: llama.cpp would run a different model: ${problems.join('; ')}`);
 }
 
-function modelMetadata(c: Gemma3Config, dtype: GgufDtype, name: string): [string, GgufValue][] {
+/**
+ * gguf-py's `size_label` (utility.model_weight_count_rounded_notation, min_digits 2): the parameter count in
+ * K/M/B/T with as many decimals as needed for two significant digits, e.g. 268098176 → "268M", 16.9e6 → "17M".
+ */
+export function sizeLabel(params: number): string {
+  const [scaled, suffix] = params >= 1e12 ? [params * 1e-12, 'T'] : params >= 1e9 ? [params * 1e-9, 'B'] : params >= 1e6 ? [params * 1e-6, 'M'] : [params * 1e-3, 'K'];
+  const fl = Math.floor(scaled), frac = scaled - fl;
+  const rounded = frac > 0.5 || (frac === 0.5 && fl % 2 === 1) ? fl + 1 : fl; // Python's round(): half to even
+  const digits = String(rounded).replace(/^0+/, '').length;
+  return `${scaled.toFixed(Math.max(2 - digits, 0))}${suffix}`;
+}
+
+// gguf-py Metadata.load: generation_config.json keys → general.sampling.* (gguf_writer add_sampling_*).
+const SAMPLING_KEYS: [string, string, 'i32' | 'f32' | 'str'][] = [
+  ['sequence', 'sequence', 'str'], ['top_k', 'top_k', 'i32'], ['top_p', 'top_p', 'f32'], ['min_p', 'min_p', 'f32'],
+  ['xtc_probability', 'xtc_probability', 'f32'], ['xtc_threshold', 'xtc_threshold', 'f32'], ['temperature', 'temp', 'f32'],
+  ['penalty_last_n', 'penalty_last_n', 'i32'], ['penalty_repeat', 'penalty_repeat', 'f32'], ['mirostat', 'mirostat', 'i32'],
+  ['mirostat_tau', 'mirostat_tau', 'f32'], ['mirostat_eta', 'mirostat_eta', 'f32'],
+];
+
+export interface GgufMetadataOptions {
+  dtype: GgufDtype;
+  name: string;
+  /** Number of weights in the file (general.size_label). */
+  totalParams: number;
+  generationConfig?: Record<string, unknown> | null;
+}
+
+/**
+ * The model keys convert_hf_to_gguf.py writes for Gemma 3 (ModelBase.prepare_metadata, TextModel.set_gguf_parameters,
+ * Gemma3Model.set_gguf_parameters, gguf-py Metadata): test/export/gguf-metadata.test.ts derives them from the converter.
+ */
+function modelMetadata(c: Gemma3Config, o: GgufMetadataOptions): [string, GgufValue][] {
   const md: [string, GgufValue][] = [
     ['general.architecture', gv.str('gemma3')],
     ['general.type', gv.str('model')],
-    ['general.name', gv.str(name)],
+  ];
+  const gc = o.generationConfig ?? {};
+  for (const [from, to, type] of SAMPLING_KEYS) {
+    const v = gc[from];
+    if (type === 'str' ? typeof v === 'string' : typeof v === 'number' && Number.isFinite(v)) {
+      md.push([`general.sampling.${to}`, type === 'str' ? gv.str(v as string) : type === 'i32' ? gv.i32(v as number) : gv.f32(v as number)]);
+    }
+  }
+  md.push(
+    ['general.name', gv.str(o.name)],
+    ['general.size_label', gv.str(sizeLabel(o.totalParams))],
+    ['gemma3.block_count', gv.u32(c.numHiddenLayers)],
     ['gemma3.context_length', gv.u32(c.maxPositionEmbeddings)],
     ['gemma3.embedding_length', gv.u32(c.hiddenSize)],
-    ['gemma3.block_count', gv.u32(c.numHiddenLayers)],
     ['gemma3.feed_forward_length', gv.u32(c.intermediateSize)],
     ['gemma3.attention.head_count', gv.u32(c.numAttentionHeads)],
     ['gemma3.attention.head_count_kv', gv.u32(c.numKeyValueHeads)],
+    ['gemma3.rope.freq_base', gv.f32(c.ropeTheta)],
+    ['gemma3.rope.freq_base_swa', gv.f32(c.ropeLocalBaseFreq)],
     ['gemma3.attention.layer_norm_rms_epsilon', gv.f32(c.rmsNormEps)],
     ['gemma3.attention.key_length', gv.u32(c.headDim)],
     ['gemma3.attention.value_length', gv.u32(c.headDim)],
-    ['gemma3.rope.freq_base', gv.f32(c.ropeTheta)],
-    ['gemma3.attention.sliding_window', gv.u32(c.slidingWindow)],
-  ];
-  if (c.finalLogitSoftcapping != null) md.push(['gemma3.final_logit_softcapping', gv.f32(c.finalLogitSoftcapping)]);
-  md.push(['general.file_type', gv.u32(FILE_TYPE[dtype])], ['general.quantization_version', gv.u32(2)]);
+    ['general.file_type', gv.u32(FILE_TYPE[o.dtype])],
+  );
+  if (c.finalLogitSoftcapping) md.push(['gemma3.final_logit_softcapping', gv.f32(c.finalLogitSoftcapping)]);
+  md.push(['gemma3.attention.sliding_window', gv.u32(c.slidingWindow)], ['general.quantization_version', gv.u32(2)]);
   return md;
+}
+
+/** Every metadata key of the GGUF: the model keys, then the tokenizer's (docs/gemma3-reference.md §5.2). */
+export function ggufMetadata(c: Gemma3Config, tok: GemmaTokenizer, o: GgufMetadataOptions): [string, GgufValue][] {
+  return [...modelMetadata(c, o), ...tokenizerMetadata(tok, c.vocabSize)];
 }
 
 function encodeTensor(data: Float32Array, shape: number[], type: GgmlType, what: string): Uint8Array {
@@ -185,7 +233,8 @@ export async function exportGguf(src: ExportSource, outFile: string, opts: Expor
   checkLlamaCppCompatible(src.config);
   const tok = loadTokenizer(src.tokenizerDir);
   const tensors = ggufTensors(src, opts);
-  const metadata = [...modelMetadata(src.config, opts.dtype, opts.name ?? 'gemma-3'), ...tokenizerMetadata(tok, src.config.vocabSize)];
+  const totalParams = tensors.reduce((n, t) => n + t.dims.reduce((a, b) => a * b, 1), 0);
+  const metadata = ggufMetadata(src.config, tok, { dtype: opts.dtype, name: opts.name ?? 'gemma-3', totalParams, generationConfig: src.generationConfig });
   const bytes = await writeGguf(outFile, metadata, tensors);
   const tensorCounts: Record<string, number> = {};
   let bf16Bytes = 0;

@@ -69,7 +69,7 @@ export function sampleToken(logits: Float32Array, opts: SamplingOptions, rng: Rn
 }
 
 /** Logits of the last position for ids fed through the model with `cache`. */
-async function stepLogits(model: Gemma3Model, ids: number[], cache: KVCache): Promise<Float32Array> {
+export async function stepLogits(model: Gemma3Model, ids: number[], cache: KVCache): Promise<Float32Array> {
   const t = tf.tidy(() => {
     const h = model.hidden(tf.tensor2d([ids], [1, ids.length], 'int32'), { cache });
     const last = tf.reshape(tf.slice(h, [0, ids.length - 1, 0], [1, 1, model.config.hiddenSize]), [1, model.config.hiddenSize]) as tf.Tensor2D;

@@ -9,6 +9,7 @@ import { gguf, GGMLQuantizationType } from '@huggingface/gguf';
 import { loadCheckpoint } from '../../src/model/checkpoint.ts';
 import { writeTinyCheckpoint } from '../helpers/tiny-checkpoint.ts';
 import { runCli } from '../helpers/cli.ts';
+import { GEMMA_OLLAMA_TEMPLATE } from '../../src/export/modelfile.ts';
 import type { TensorMap } from '../../src/util/tensors.ts';
 
 const run = promisify(execFile);
@@ -51,7 +52,9 @@ describe('gemma-tune export', () => {
       expect(modelfile.split('\n')[0]).toBe('FROM ./model-q4_0.gguf');
       expect(modelfile).toContain('PARAMETER stop "<end_of_turn>"');
       expect(modelfile).toContain('PARAMETER stop "<eos>"');
-      expect(modelfile).toMatch(/TEMPLATE """[\s\S]*<start_of_turn>user\n\{\{ \.Content \}\}<end_of_turn>[\s\S]*<start_of_turn>model\n[\s\S]*"""/);
+      expect(modelfile).toContain(`TEMPLATE """${GEMMA_OLLAMA_TEMPLATE}"""`); // rendered by Go in ollama-template.test.ts
+      expect(modelfile).toContain('PARAMETER temperature 0');
+      expect(modelfile).not.toContain('SYSTEM'); // no recipe.yaml here, so no training data to take it from
       const p = await gguf(file, { allowLocalFile: true });
       expect(p.tensorInfos.find((t) => t.name === 'token_embd.weight')!.dtype).toBe(GGMLQuantizationType.Q8_0);
       expect(p.tensorInfos.find((t) => t.name === 'blk.0.attn_q.weight')!.dtype).toBe(GGMLQuantizationType.Q4_0);
