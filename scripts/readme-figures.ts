@@ -137,7 +137,7 @@ function quickstartResultsBlock(q: QuickstartResults): string {
     timingRow(`\`${q.commands.train}\``, q.runs.map((r) => r.train)),
     timingRow(`\`${q.commands.export}\``, q.runs.map((r) => r.export)),
     timingRow(`\`${q.commands.eval}\``, q.runs.map((r) => r.eval)),
-    `| all three | ${range(q.runs.map((r) => r.total_wall_s), 1)} | | | |`,
+    `| all three | ${range(q.runs.map((r) => r.total_wall_s), 1)} | ${q.runs[0].train.user_s === null ? '' : range(q.runs.map((r) => [r.train, r.export, r.eval].reduce((s, t) => s + t.user_s! + t.sys_s!, 0)), 1) + ' in all'} | | |`,
     '',
     `**\`recipes/quickstart.yaml\`**: \`preset:tiny\` (random init from seed ${t.seed}; hidden 64, 6 layers, the real 262,144-token`,
     `vocabulary), ${t.train_examples} training / ${t.val_examples} validation requests, ${t.epochs} epochs = ${t.steps} steps of ${t.micro_batch_size}, learning rate`,

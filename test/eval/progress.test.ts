@@ -72,7 +72,7 @@ describe('eval progress', () => {
       expect(mine.filter((e) => e.result).map((e) => e.result)).toEqual([report.models[i]]);
       expect(mine.at(-1)!.result).toBe(report.models[i]);
     }
-    expect(events.map((e) => e.elapsedS).every((s, k, all) => k === 0 || all[k - 1].model !== events[k].model || s >= all[k - 1].elapsedS)).toBe(true);
+    expect(events.every((e, k) => k === 0 || events[k - 1].model !== e.model || e.elapsedS >= events[k - 1].elapsedS)).toBe(true);
   });
 
   it("llama.cpp's default threads: the cores others do not keep busy, at least 1", () => {
