@@ -7,11 +7,12 @@ import { evaluate, parseMetricList, runDataSettings, type EvalReport } from '../
 import { writeFileAtomic } from '../io/atomic.ts';
 import { failedGates, formatTable, parseGate, writeReport, type Gate } from '../eval/report.ts';
 import { RunDir } from '../io/run-dir.ts';
+import { makeProgressPrinter, progressMode } from '../eval/progress.ts';
 
 interface EvalCliOptions {
   data?: string;
   metrics?: string;
-  maxNewTokens: string;
+  maxNewTokens?: string;
   maxExamples?: string;
   trainOn?: string;
   maxLength?: string;
@@ -33,7 +34,7 @@ function positiveInt(v: string | undefined, flag: string): number | undefined {
 export interface ParsedEvalOptions {
   data?: string;
   metrics?: ReturnType<typeof parseMetricList>;
-  maxNewTokens: number;
+  maxNewTokens?: number;
   maxExamples?: number;
   trainOn?: TrainOn;
   maxLength?: number;
@@ -52,7 +53,7 @@ export function parseEvalOptions(o: EvalCliOptions): ParsedEvalOptions {
   return {
     data: o.data,
     metrics: o.metrics === undefined ? undefined : parseMetricList(o.metrics),
-    maxNewTokens: positiveInt(o.maxNewTokens, '--max-new-tokens')!,
+    maxNewTokens: positiveInt(o.maxNewTokens, '--max-new-tokens'),
     maxExamples: positiveInt(o.maxExamples, '--max-examples'),
     trainOn: o.trainOn as TrainOn | undefined,
     maxLength: positiveInt(o.maxLength, '--max-length'),
@@ -80,7 +81,7 @@ export function registerEval(program: Command): void {
     .argument('<model...>', 'run directory, HF checkpoint directory, hub id, preset:NAME, or FILE.gguf (llama.cpp); several → one table')
     .option('--data <file>', "JSONL dataset (any format `validate` accepts; generation metrics score the last assistant turn); default for a run directory: its recipe's data.validation")
     .option('--metrics <list>', 'comma-separated: loss, perplexity, exact_match, normalized_match, json_valid, json_field_f1, accuracy, avg_length (default: loss, perplexity + those that fit the data)')
-    .option('--max-new-tokens <n>', 'token limit for each generated answer', '128')
+    .option('--max-new-tokens <n>', "token limit for each generated answer (default: the run's recipe eval.max_new_tokens, else 128)")
     .option('--max-examples <n>', 'evaluate only the first N examples')
     .option('--train-on <mode>', `loss mask: ${TRAIN_ON_MODES.join(', ')} (default: the run's recipe, else assistant)`)
     .option('--max-length <n>', "token limit for the loss (default: the run's recipe, else 512)")
@@ -94,7 +95,7 @@ export function registerEval(program: Command): void {
       const o = parseEvalOptions(raw);
       const data = o.data ?? models.map((m) => runDataSettings(m)?.validation).find((v) => v !== undefined);
       if (!data) throw new UsageError('--data FILE is required (only a run directory whose recipe has data.validation supplies a default)');
-      const progress = process.stderr.isTTY ? (s: string) => process.stderr.write(`\r${s}\x1b[K`) : undefined;
+      const progress = makeProgressPrinter((s) => process.stderr.write(s), progressMode({ isTTY: process.stderr.isTTY, env: process.env }));
       const report: EvalReport = await evaluate(models, data, {
         metrics: o.metrics,
         maxNewTokens: o.maxNewTokens,
@@ -103,9 +104,8 @@ export function registerEval(program: Command): void {
         maxLength: o.maxLength,
         backend: o.backend,
         threads: o.threads,
-        log: progress,
-      });
-      if (progress) process.stderr.write('\r\x1b[K');
+        onProgress: progress.update,
+      }).finally(progress.clear);
       const table = formatTable(report);
       const runOut = o.out ? null : defaultReportPath(models);
       const out = o.out ?? runOut;

@@ -12,6 +12,7 @@ import { GENERATION_METRICS, mean, metricsForReferences, scoreExample, type Metr
 import { loadEvalData, type EvalData, type EvalDataOptions } from './data.ts';
 import { tfjsEvalModel, type EvalModel } from './tfjs-model.ts';
 import { ggufEvalModel } from './gguf-model.ts';
+import type { EvalProgress } from './progress.ts';
 import { UsageError, UserError } from '../errors.ts';
 import { RunDir } from '../io/run-dir.ts';
 
@@ -24,7 +25,7 @@ export const LOWER_IS_BETTER = new Set<EvalMetric>(['loss', 'perplexity']);
 export interface EvaluateOptions {
   /** Metrics to compute; default loss + perplexity + the generation metrics that fit the data (metricsForReferences). */
   metrics?: EvalMetric[];
-  /** Token limit for each generated answer (default 128). */
+  /** Token limit for each generated answer (default: the run's recipe eval.max_new_tokens when MODEL is a run dir, else 128). */
   maxNewTokens?: number;
   maxExamples?: number;
   /** Loss mask (default: the run's recipe data.train_on when MODEL is a run dir, else 'assistant'). */
@@ -36,6 +37,8 @@ export interface EvaluateOptions {
   threads?: number;
   /** Progress lines (default: none). */
   log?: (line: string) => void;
+  /** Called before the first example of each model, after each example, and once more with the model's result. */
+  onProgress?: (p: EvalProgress) => void;
 }
 
 export interface ExampleResult {
@@ -58,7 +61,10 @@ export interface ModelResult {
   metrics: Partial<Record<EvalMetric, number>>;
   supervisedTokens: number;
   examples: ExampleResult[];
+  /** Seconds spent scoring (loading the model excluded). */
   seconds: number;
+  /** llama.cpp CPU threads (.gguf models only). */
+  threads?: number;
 }
 
 export interface EvalReport {
@@ -80,15 +86,17 @@ export function isGgufSpec(spec: string): boolean {
 }
 
 /** A gemma-tune run directory → its resolved recipe's data settings, if readable. */
-export function runDataSettings(spec: string): { trainOn?: TrainOn; maxLength?: number; validation?: string } | null {
+export function runDataSettings(spec: string): { trainOn?: TrainOn; maxLength?: number; validation?: string; maxNewTokens?: number } | null {
   if (isGgufSpec(spec) || presetConfig(spec)) return null;
   const run = RunDir.open(spec);
   if (!run) return null;
   const dir = run.root;
   try {
-    const recipe = run.readRecipeYaml() as { data?: { train_on?: unknown; max_length?: unknown; validation?: unknown } } | null;
+    const recipe = run.readRecipeYaml() as { data?: { train_on?: unknown; max_length?: unknown; validation?: unknown }; eval?: { max_new_tokens?: unknown } } | null;
     const d = recipe?.data ?? {};
+    const n = recipe?.eval?.max_new_tokens;
     return {
+      maxNewTokens: Number.isInteger(n) && (n as number) > 0 ? (n as number) : undefined,
       validation: typeof d.validation === 'string' && d.validation ? path.resolve(dir, d.validation) : undefined,
       trainOn: (TRAIN_ON_MODES as readonly unknown[]).includes(d.train_on) ? (d.train_on as TrainOn) : undefined,
       maxLength: Number.isInteger(d.max_length) && (d.max_length as number) > 0 ? (d.max_length as number) : undefined,
@@ -120,8 +128,17 @@ function chooseMetrics(data: EvalData, requested: EvalMetric[] | undefined): Eva
 }
 
 /** Score one model on prepared data. */
-export async function evaluateModel(m: EvalModel, data: EvalData, metrics: EvalMetric[], opts: { maxNewTokens: number; log?: (s: string) => void }): Promise<ModelResult> {
+export async function evaluateModel(
+  m: EvalModel, data: EvalData, metrics: EvalMetric[],
+  opts: { maxNewTokens: number; log?: (s: string) => void; onProgress?: (p: EvalProgress) => void; modelIndex?: number; modelCount?: number },
+): Promise<ModelResult> {
   const t0 = performance.now();
+  const progress = (done: number, result?: ModelResult) => opts.onProgress?.({
+    model: m.name, runtime: m.runtime, ...(m.threads === undefined ? {} : { threads: m.threads }),
+    modelIndex: opts.modelIndex ?? 1, modelCount: opts.modelCount ?? 1,
+    done, total: data.examples.length, elapsedS: (performance.now() - t0) / 1000, ...(result ? { result } : {}),
+  });
+  progress(0);
   const wantLoss = metrics.some((x) => x === 'loss' || x === 'perplexity');
   const gen = metrics.filter((x): x is MetricName => (GENERATION_METRICS as string[]).includes(x));
   const labelSet = new Set(data.examples.map((e) => e.reference ?? ''));
@@ -143,6 +160,7 @@ export async function evaluateModel(m: EvalModel, data: EvalData, metrics: EvalM
     }
     examples.push(r);
     opts.log?.(`  ${m.name}: ${i + 1}/${data.examples.length}`);
+    progress(i + 1);
   }
   const values: Partial<Record<EvalMetric, number>> = {};
   if (wantLoss) {
@@ -151,7 +169,10 @@ export async function evaluateModel(m: EvalModel, data: EvalData, metrics: EvalM
     if (metrics.includes('perplexity')) values.perplexity = Math.exp(loss);
   }
   for (const g of gen) values[g] = mean(examples.map((e) => e.scores?.[g] ?? 0));
-  return { model: m.name, kind: m.kind, source: m.source, runtime: m.runtime, metrics: values, supervisedTokens: tokens, examples, seconds: (performance.now() - t0) / 1000 };
+  const result: ModelResult = { model: m.name, kind: m.kind, source: m.source, runtime: m.runtime, metrics: values, supervisedTokens: tokens, examples, seconds: (performance.now() - t0) / 1000 };
+  if (m.threads !== undefined) result.threads = m.threads;
+  progress(examples.length, result);
+  return result;
 }
 
 /** Load a model spec for evaluation (.gguf → llama.cpp with the bundled tokenizer, anything else → tfjs). */
@@ -171,14 +192,14 @@ export async function evaluate(models: ModelInput | ModelInput[], dataFile: stri
   const firstRun = list.map((x) => (typeof x === 'string' ? runDataSettings(x) : null)).find((s) => s !== null) ?? {};
   const trainOn = opts.trainOn ?? firstRun.trainOn ?? 'assistant';
   const maxLength = opts.maxLength ?? firstRun.maxLength ?? 512;
-  const maxNewTokens = opts.maxNewTokens ?? 128;
+  const maxNewTokens = opts.maxNewTokens ?? firstRun.maxNewTokens ?? 128;
   const dataOpts: EvalDataOptions = { trainOn, maxLength, maxExamples: opts.maxExamples };
   // Fail on bad data before loading any model (loading the 270M model takes a while).
   let dataTokenizer: GemmaTokenizer = loadTokenizer();
   let data = await loadEvalData(dataFile, dataTokenizer, dataOpts);
   const metrics = chooseMetrics(data, opts.metrics);
   const results: ModelResult[] = [];
-  for (const spec of list) {
+  for (const [index, spec] of list.entries()) {
     const contextSize = Math.max(...data.examples.map((e) => Math.max(e.inputIds.length, (e.promptIds?.length ?? 0) + maxNewTokens))) + 8;
     const model = typeof spec === 'string' ? await openEvalModel(spec, { contextSize, backend: opts.backend, threads: opts.threads }) : spec;
     try {
@@ -187,7 +208,7 @@ export async function evaluate(models: ModelInput | ModelInput[], dataFile: stri
         data = await loadEvalData(dataFile, dataTokenizer, dataOpts);
       }
       opts.log?.(`evaluating ${model.name} (${model.runtime}) on ${data.examples.length} examples`);
-      results.push(await evaluateModel(model, data, metrics, { maxNewTokens, log: opts.log }));
+      results.push(await evaluateModel(model, data, metrics, { maxNewTokens, log: opts.log, onProgress: opts.onProgress, modelIndex: index + 1, modelCount: list.length }));
     } finally {
       if (typeof spec === 'string') await model.dispose();
     }

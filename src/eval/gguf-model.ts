@@ -40,17 +40,31 @@ export async function checkGemma3Gguf(file: string): Promise<void> {
 export interface GgufEvalOptions {
   /** Longest sequence evaluated (prompt + answer, or prompt + generated tokens). */
   contextSize: number;
-  /** llama.cpp CPU threads (default: llamaCppThreads(), the cores this process may use). */
+  /** llama.cpp CPU threads (default: llamaCppThreads(), the available cores not busy with other work). */
   threads?: number;
 }
 
 /**
- * llama.cpp's default thread count for gemma-tune: the cores available to this process. node-llama-cpp's own
- * default for CPU-only use is at least 4, and llama.cpp's threads spin at a barrier after every op: 4 threads on a
- * 2-core machine made one evaluation take 15+ minutes instead of seconds.
+ * llama.cpp's default thread count for gemma-tune: the cores available to this process that other processes are
+ * not keeping busy. llama.cpp's threads spin at a barrier after every op, so one thread the OS pre-empts for
+ * another process stalls the rest: on 2 cores with a load of ~9, a tiny model's 60-example eval took 97 s with
+ * 2 threads and 6 s with 1. (node-llama-cpp's own CPU default, at least 4, made one eval take 15+ minutes on 2 cores.)
+ * `--threads N` overrides this.
  */
 export function llamaCppThreads(): number {
-  return Math.max(1, os.availableParallelism());
+  const uptime = process.uptime();
+  const cpu = process.cpuUsage();
+  const ownCores = uptime > 0 ? (cpu.user + cpu.system) / 1e6 / uptime : 0;
+  return threadsForLoad(os.availableParallelism(), os.loadavg()[0], ownCores);
+}
+
+/**
+ * `cores` minus the cores others keep busy (the 1-minute load average less this process's own average use; 0 on
+ * systems without a load average), rounded, at least 1 and at most `cores`.
+ */
+export function threadsForLoad(cores: number, load1: number, ownCores = 0): number {
+  const busy = Math.max(0, load1 - ownCores);
+  return Math.min(cores, Math.max(1, Math.round(cores - busy)));
 }
 
 /**
@@ -65,11 +79,12 @@ export async function ggufEvalModel(file: string, tokenizer: GemmaTokenizer, opt
   const vocabTokens = (model.fileInfo.metadata as { tokenizer?: { ggml?: { tokens?: unknown } } })?.tokenizer?.ggml?.tokens;
   const nVocab = Array.isArray(vocabTokens) ? vocabTokens.length : Infinity;
   const contextSize = Math.max(64, opts.contextSize);
+  const threads = opts.threads ?? llamaCppThreads();
   const context = await model.createContext({
     contextSize,
     batchSize: Math.min(contextSize, 512),
     sequences: 1,
-    threads: opts.threads ?? llamaCppThreads(),
+    threads,
     flashAttention: false,
     experimentalKvCacheKeyType: 'F32',
     experimentalKvCacheValueType: 'F32',
@@ -87,6 +102,7 @@ export async function ggufEvalModel(file: string, tokenizer: GemmaTokenizer, opt
     kind: 'gguf',
     source: file,
     runtime: 'llama.cpp (cpu)',
+    threads,
     tokenizer,
     async exampleNll(inputIds, labels) {
       checkIds(inputIds);

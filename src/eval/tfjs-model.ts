@@ -14,6 +14,8 @@ export interface EvalModel {
   source: string | null;
   /** Runtime, e.g. `tfjs/wasm` or `llama.cpp (cpu)`. */
   runtime: string;
+  /** CPU threads the runtime uses, where it is set per model (llama.cpp). */
+  threads?: number;
   /** Tokenizer the evaluation data is encoded with (default: the bundled Gemma 3 tokenizer). */
   tokenizer?: GemmaTokenizer;
   /** Sum of -log p(label) over the supervised positions of one example, and their count. */

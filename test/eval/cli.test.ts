@@ -42,7 +42,7 @@ beforeAll(async () => {
   ckpt = path.join(run, 'checkpoints', 'final');
   await writeTinyCheckpoint(ckpt, { config: { num_hidden_layers: 2 }, seed: 5 });
   data = writeJsonl(path.join(root, 'val.jsonl'), CHAT_ROWS);
-  fs.writeFileSync(path.join(run, 'recipe.yaml'), `name: t\ndata:\n  validation: ${data}\n  train_on: last\n  max_length: 64\n`);
+  fs.writeFileSync(path.join(run, 'recipe.yaml'), `name: t\ndata:\n  validation: ${data}\n  train_on: last\n  max_length: 64\neval:\n  max_new_tokens: 7\n`);
 });
 
 describe('gemma-tune eval', () => {
@@ -51,7 +51,7 @@ describe('gemma-tune eval', () => {
     expect(r.stderr).not.toMatch(/error/);
     expect(r.code).toBe(0);
     const report = JSON.parse(fs.readFileSync(path.join(run, 'eval', 'report.json'), 'utf8'));
-    expect(report.settings).toMatchObject({ trainOn: 'last', maxLength: 64 });
+    expect(report.settings).toMatchObject({ trainOn: 'last', maxLength: 64, maxNewTokens: 7 }); // the run recipe's eval.max_new_tokens
     expect(report.models.map((m: { model: string }) => m.model)).toEqual([run, ckpt]);
     const [a, b] = report.models;
     expect(a.source).toBe(ckpt);
@@ -63,6 +63,11 @@ describe('gemma-tune eval', () => {
     expect(lines.find((l) => l.startsWith('loss'))).toMatch(/^loss ↓\s+\d+\.\d{4}\s+\d+\.\d{4}$/);
     expect(r.stderr).toContain(`report: ${path.join(run, 'eval', 'report.json')} (and table.txt)`);
     expect(fs.readFileSync(path.join(run, 'eval', 'table.txt'), 'utf8')).toBe(r.stdout);
+    // Not a terminal: one finished line per model on stderr, no live progress.
+    const done = r.stderr.split('\n').filter((l) => /^\[\d\/2\] /.test(l));
+    expect(done).toHaveLength(2);
+    expect(done[0]).toMatch(new RegExp(`^\\[1/2\\] ${run.replace(/[/\\.]/g, '.')} \\(tfjs/wasm\\): 3 examples in \\d+\\.\\ds \\(\\d+ ms/example\\), loss \\d+\\.\\d{4}$`));
+    expect(r.stderr).not.toContain('\r');
   });
 
   it('--fail-above / --fail-below: exit 1 naming the model and metric, report still written; --json prints it', async () => {

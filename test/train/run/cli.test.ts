@@ -63,7 +63,7 @@ describe('gemma-tune train (CLI)', () => {
   it('the quickstart recipe trains (shortened), the loss falls, --json prints the rows', async () => {
     const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'gt-cli-')), 'run');
     const r = await run(['train', 'recipes/quickstart.yaml', '--out', out, '--json',
-      '--set', 'training.max_steps=2', '--set', 'training.micro_batch_size=2', '--set', 'data.max_length=64']);
+      '--set', 'training.max_steps=2', '--set', 'training.micro_batch_size=2', '--set', 'data.max_length=64', '--set', 'training.logging_steps=1']);
     expect(r.stderr).toContain('preset:tiny');
     expect(r.code).toBe(0);
     const printed = r.stdout.trim().split('\n').map((l) => JSON.parse(l));

@@ -1,0 +1,304 @@
+// The README's measured figures are generated: each sits between `<!-- figures:NAME -->` and `<!-- /figures:NAME -->`
+// and is rendered here from docs/quickstart-results.json (scripts/quickstart-results.ts) and bench/results.json
+// (npm run bench). test/docs/readme-figures.test.ts re-renders every block and fails when the README differs.
+//
+//   npx tsx scripts/readme-figures.ts           rewrite the README's blocks from the JSON files
+//   npx tsx scripts/readme-figures.ts --check   exit 1 if they differ
+import fs from 'node:fs';
+import path from 'node:path';
+
+export const ROOT = path.resolve(import.meta.dirname, '..');
+export const QUICKSTART_JSON = path.join(ROOT, 'docs', 'quickstart-results.json');
+export const BENCH_JSON = path.join(ROOT, 'bench', 'results.json');
+
+export interface CommandTiming {
+  wall_s: number;
+  user_s: number | null;
+  sys_s: number | null;
+  max_rss_mb: number | null;
+  /** Range of the 1-minute load average sampled during the command (includes the command itself). */
+  load1_min: number;
+  load1_max: number;
+}
+
+export interface QuickstartResults {
+  generated_by: string;
+  date: string;
+  machine: { cpu_model: string; cores: number; memory_gb: number; platform: string; node: string; time_source: string };
+  commands: { train: string; export: string; eval: string };
+  runs: { train: CommandTiming; export: CommandTiming; eval: CommandTiming; total_wall_s: number; eval_model_s: number[] }[];
+  identical_across_runs: boolean;
+  training: {
+    backend: string; kernels: string | null; seed: number;
+    train_examples: number; val_examples: number; logging_steps: number;
+    steps: number; epochs: number; micro_batch_size: number; learning_rate: number; lr_scheduler: string; max_length: number;
+    val: { step: number; epoch: number; loss: number }[];
+    train_first: { step: number; loss: number };
+    train_last: { step: number; loss: number };
+    val_loss_int4_ptq: number;
+    train_s: number;
+    peak_rss_mb: number;
+  };
+  eval: {
+    command: string; data: string; examples: number; metrics: string[]; max_new_tokens: number; table: string;
+    models: { model: string; runtime: string; threads: number | null; metrics: Record<string, number> }[];
+    answers: { request: string; reference: string; outputs: string[] }[];
+  };
+  gguf_bytes: number;
+  gguf_threads: { threads: number; seconds: number; load1_min: number; load1_max: number }[] | null;
+  converge_tiny: {
+    steps: number; epochs: number; val_first: number; val_last: number;
+    best: { step: number; epoch: number; loss: number };
+    train_first: { step: number; loss: number }; train_last: { step: number; loss: number };
+    overfitting: boolean; verdict: string; val_loss_int4_ptq: number; timing: CommandTiming; train_s: number;
+  } | null;
+}
+
+interface BenchResult {
+  model: string; backend: string; matmul: string; threads: number; batch: number; seq: number; supervised_tokens: number;
+  matmul_gflops: number; step_s: number[]; step_s_median: number; train_tokens_per_s: number;
+  forward_s_median: number; forward_tokens_per_s: number; gen_tokens_per_s: number | null; peak_rss_gb: number;
+  params: number; load_avg: number[];
+}
+export interface BenchResults {
+  date: string; node: string; cpus: number; cpu_model: string;
+  results: BenchResult[];
+  failures: { model: string; backend: string; exit: string; stderr_tail: string }[];
+}
+
+/** The quickstart as the README tells a user to run it (scripts/quickstart-results.ts runs exactly these). */
+export const QUICKSTART_COMMANDS = {
+  train: 'npx gemma-tune train recipes/quickstart.yaml',
+  export: 'npx gemma-tune export runs/quickstart --int4',
+  eval: 'npx gemma-tune eval preset:tiny runs/quickstart runs/quickstart/export/model-q4_0.gguf',
+} as const;
+
+/** The project's CPU targets for a 270M full fine-tuning step (from the project brief), checked against bench/results.json. */
+export const BENCH_TARGETS = { train_tokens_per_s: 50, forward_tokens_per_s: 125, peak_rss_gb: 7.0 };
+
+// ---- formatting -------------------------------------------------------------------------------------------------
+
+const f = (x: number, d: number) => x.toFixed(d);
+const range = (xs: number[], d: number, unit = '') => {
+  const lo = Math.min(...xs), hi = Math.max(...xs);
+  return lo.toFixed(d) === hi.toFixed(d) ? `${lo.toFixed(d)}${unit}` : `${lo.toFixed(d)}–${hi.toFixed(d)}${unit}`;
+};
+/** tok/s: integers from 100 up, else one decimal. */
+const rate = (x: number) => (x >= 100 ? String(Math.round(x)) : x.toFixed(1));
+const gb = (mb: number) => `${(mb / 1024).toFixed(2)} GB`;
+const day = (iso: string) => iso.slice(0, 10);
+/** A model output in a table cell: quoted, newlines shown as ⏎, pipes escaped, long ones cut. */
+function cell(s: string): string {
+  const t = s.replace(/\r?\n/g, '⏎').replace(/\|/g, '\\|').replace(/`/g, "'");
+  const cut = [...t].length > 40 ? [...t].slice(0, 40).join('') + '…' : t;
+  return `\`${cut}\``;
+}
+function loadRange(ts: CommandTiming[]): string {
+  return `${f(Math.min(...ts.map((t) => t.load1_min)), 1)}–${f(Math.max(...ts.map((t) => t.load1_max)), 1)}`;
+}
+
+// ---- blocks -----------------------------------------------------------------------------------------------------
+
+function metricOf(q: QuickstartResults, i: number, m: string): number {
+  return q.eval.models[i].metrics[m];
+}
+
+function setupBlock(q: QuickstartResults): string {
+  const val = q.training.val;
+  return [
+    `Install and run the bundled quickstart: a tiny randomly initialised model learns from scratch to route short`,
+    `requests to one of six intents. It writes \`runs/quickstart/\` with \`loss.png\`; the validation loss falls from`,
+    `${f(val[0].loss, 2)} to ${f(val.at(-1)!.loss, 3)}, and training took ${range(q.runs.map((r) => r.train.wall_s), 0, ' s')} of wall time on the ${q.machine.cores} shared cores measured (see`,
+    `[Quickstart results](#quickstart-results); [Before/after](#beforeafter-the-quickstart) then compares the untrained`,
+    `model, the trained one and its 4-bit GGUF):`,
+  ].join('\n');
+}
+
+function timingRow(name: string, ts: CommandTiming[]): string {
+  const cpu = ts[0].user_s === null ? '–' : `${range(ts.map((t) => t.user_s!), 1)} + ${range(ts.map((t) => t.sys_s!), 1)}`;
+  const rss = ts[0].max_rss_mb === null ? '–' : gb(Math.max(...ts.map((t) => t.max_rss_mb!)));
+  return `| ${name} | ${range(ts.map((t) => t.wall_s), 1)} | ${cpu} | ${rss} | ${loadRange(ts)} |`;
+}
+
+function quickstartResultsBlock(q: QuickstartResults): string {
+  const t = q.training, m = q.machine, n = q.runs.length;
+  const val = t.val;
+  const head = ['', ...val.map((v) => (v.step === 0 ? 'start (step 0)' : `epoch ${f(v.epoch, 0)} (step ${v.step})`))];
+  const lines = [
+    `Measured with \`npx tsx scripts/quickstart-results.ts\` on ${day(q.date)}: ${n} run${n === 1 ? '' : 's'} of the three commands, each in a fresh`,
+    `folder; ${m.cpu_model}, ${m.cores} cores, ${f(m.memory_gb, 0)} GB RAM, ${m.platform}, Node ${m.node}; backend \`${t.backend}\`` +
+      (t.kernels ? ` with kernels \`${t.kernels}\`.` : '.'),
+    `The machine is shared with other jobs: the columns give the range over the runs, and "load" the range of the`,
+    `1-minute load average during the command (it counts the command itself, which keeps up to ${m.cores} cores busy).`,
+    `Times from ${m.time_source === '/usr/bin/time' ? '`/usr/bin/time`' : 'the wall clock'}.`,
+    '',
+    `| command | wall s | user + system CPU s | peak RSS | load |`,
+    `|---|---|---|---|---|`,
+    timingRow(`\`${q.commands.train}\``, q.runs.map((r) => r.train)),
+    timingRow(`\`${q.commands.export}\``, q.runs.map((r) => r.export)),
+    timingRow(`\`${q.commands.eval}\``, q.runs.map((r) => r.eval)),
+    `| all three | ${range(q.runs.map((r) => r.total_wall_s), 1)} | ${q.runs[0].train.user_s === null ? '' : range(q.runs.map((r) => [r.train, r.export, r.eval].reduce((s, t) => s + t.user_s! + t.sys_s!, 0)), 1) + ' in all'} | | |`,
+    '',
+    `**\`recipes/quickstart.yaml\`**: \`preset:tiny\` (random init from seed ${t.seed}; hidden 64, 6 layers, the real 262,144-token`,
+    `vocabulary), ${t.train_examples} training / ${t.val_examples} validation requests, ${t.epochs} epochs = ${t.steps} steps of ${t.micro_batch_size}, learning rate`,
+    `${t.learning_rate.toExponential()} ${t.lr_scheduler}, \`max_length\` ${t.max_length}:`,
+    '',
+    `| ${head.join(' | ')} |`,
+    `|${head.map(() => '---').join('|')}|`,
+    `| validation loss | ${val.map((v) => f(v.loss, 3)).join(' | ')} |`,
+    '',
+    `Training loss (logged as the mean over every ${t.logging_steps} steps): ${f(t.train_first.loss, 3)} at step ${t.train_first.step} → ${f(t.train_last.loss, 3)} at step ${t.train_last.step}.`,
+    `The start is a uniform guess over the vocabulary (ln 262144 = ${f(Math.log(262144), 2)}). The final weights on the \`--int4\``,
+    `grid (post-training Q4_0, Q8_0 embeddings) have a validation loss of ${f(t.val_loss_int4_ptq, 3)}; the exported file is`,
+    `${q.gguf_bytes.toLocaleString('en-US')} bytes. ${n === 1 ? '' : q.identical_across_runs ? `All ${n} runs gave bit-identical losses, metrics and answers; only the times differ.` : 'WARNING: the runs did not give identical numbers.'}`,
+  ];
+  return lines.join('\n');
+}
+
+function evalBlock(q: QuickstartResults): string {
+  const e = q.eval;
+  const [base, trained, int4] = [0, 1, 2];
+  const headline = e.metrics.includes('accuracy') ? 'accuracy' : 'exact_match';
+  const acc = (i: number) => metricOf(q, i, headline);
+  const models = e.models.map((m) => m.model);
+  const perModel = models.map((_, i) => range(q.runs.map((r) => r.eval_model_s[i]), 1, ' s'));
+  const lines = [
+    '```sh',
+    q.commands.train,
+    q.commands.export,
+    q.commands.eval,
+    '```',
+    '',
+    '```',
+    e.table,
+    '```',
+    '',
+    `\`${headline}\` goes from ${f(acc(base), 4)} for the untrained model (chance for six balanced intents is ${f(1 / 6, 2)}; a random`,
+    `model does not even answer with a label word) to ${f(acc(trained), 4)} after training, on ${e.examples} held-out requests;`,
+    `the 4-bit GGUF run by llama.cpp scores ${f(acc(int4), 4)} (difference ${f(Math.abs(acc(int4) - acc(trained)), 4)}), and its loss is`,
+    `${f(metricOf(q, int4, 'loss'), 4)} against ${f(metricOf(q, trained, 'loss'), 4)} in float. The first answers side by side:`,
+    '',
+    `| request | reference | ${models.map((m) => `\`${m}\``).join(' | ')} |`,
+    `|---|---|${models.map(() => '---').join('|')}|`,
+    ...e.answers.map((a) => `| ${a.request} | \`${a.reference}\` | ${a.outputs.map(cell).join(' | ')} |`),
+    '',
+    `Time per model in that eval (scoring only, loading excluded; range over the runs): ${models.map((m, i) => `\`${m}\` ${perModel[i]}`).join(', ')}` +
+      (e.models[int4].threads === null ? '.' : ` (llama.cpp on ${e.models[int4].threads} thread${e.models[int4].threads === 1 ? '' : 's'} in the first run).`),
+  ];
+  if (q.gguf_threads) {
+    lines.push(
+      `The same GGUF eval run alone with \`--threads\`: ${q.gguf_threads.map((g) => `${g.threads} → ${f(g.seconds, 1)} s (load ${f(g.load1_min, 1)}–${f(g.load1_max, 1)})`).join(', ')}.`,
+    );
+  }
+  return lines.join('\n');
+}
+
+function convergeBlock(q: QuickstartResults): string {
+  const c = q.converge_tiny;
+  if (!c) return 'Not measured yet: run `npx tsx scripts/quickstart-results.ts` without `--no-converge`.';
+  const t = c.timing;
+  return [
+    `- validation loss: ${f(c.val_first, 3)} at the start → best **${f(c.best.loss, 3)} at epoch ${f(c.best.epoch, 0)}** (step ${c.best.step}); ${f(c.val_last, 3)} at the end (epoch ${f(c.epochs, 0)}, step ${c.steps})`,
+    `- training loss: ${f(c.train_first.loss, 3)} at step ${c.train_first.step} → ${f(c.train_last.loss, 3)} at step ${c.train_last.step}`,
+    `- verdict (from \`summary.json\`): ${c.verdict}`,
+    `- validation loss of the final weights on the INT4 export grid (post-training Q4_0, Q8_0 embeddings): ${f(c.val_loss_int4_ptq, 3)}, vs ${f(c.val_last, 3)} in float`,
+    `- time: ${t.wall_s.toFixed(1)} s wall (${f(c.train_s, 1)} s of training per \`summary.json\`)` +
+      (t.user_s === null ? '' : `, ${f(t.user_s, 1)} s user + ${f(t.sys_s!, 1)} s system CPU, peak RSS ${gb(t.max_rss_mb!)}`) +
+      `, load ${f(t.load1_min, 1)}–${f(t.load1_max, 1)}; same machine and date as above`,
+  ].join('\n');
+}
+
+const MODEL_LABEL: Record<string, string> = { 'preset:gemma-3-270m': '270M', 'preset:tiny': 'tiny preset' };
+function backendLabel(r: BenchResult): string {
+  if (r.backend === 'cpu') return r.matmul.startsWith('native') ? `\`cpu\` backend + native kernels (\`${r.matmul}\`)` : "`cpu` backend, tfjs's own JS kernels";
+  return `\`${r.backend}\` backend`;
+}
+
+function benchBlock(b: BenchResults): string {
+  const loads = b.results.flatMap((r) => r.load_avg);
+  const lines = [
+    `Measured on ${day(b.date)}: ${b.cpu_model}, ${b.cpus} cores, Node ${b.node}; 1-minute load average during the timed steps`,
+    `${f(Math.min(...loads), 1)}–${f(Math.max(...loads), 1)} (recorded per step in the JSON; the benchmark itself counts). Batch`,
+    `${b.results[0]?.batch ?? '–'} × ${b.results[0]?.seq ?? '–'} tokens, ${b.results[0]?.supervised_tokens ?? '–'} of them supervised; the median and the best of ${b.results[0]?.step_s.length ?? '–'} timed steps after a warm-up.`,
+    '',
+    `| model | backend | train tok/s (median / best step) | step s (median / best) | forward tok/s | peak RSS | generation tok/s | matmul GFLOP/s |`,
+    `|---|---|---|---|---|---|---|---|`,
+  ];
+  for (const r of b.results) {
+    const tokens = r.batch * r.seq;
+    const best = Math.min(...r.step_s);
+    lines.push(`| ${MODEL_LABEL[r.model] ?? r.model} | ${backendLabel(r)} | ${rate(r.train_tokens_per_s)} / ${rate(tokens / best)} | ${f(r.step_s_median, 2)} / ${f(best, 2)} | ${rate(r.forward_tokens_per_s)} | ${f(r.peak_rss_gb, 2)} GB | ${r.gen_tokens_per_s == null ? '–' : rate(r.gen_tokens_per_s)} | ${Math.round(r.matmul_gflops)} |`);
+  }
+  for (const x of b.failures) lines.push(`| ${MODEL_LABEL[x.model] ?? x.model} | \`${x.backend}\` backend | failed (exit ${x.exit}) | | | | | |`);
+  const big = b.results.find((r) => r.model === 'preset:gemma-3-270m' && r.backend === 'cpu');
+  if (big) {
+    const T = BENCH_TARGETS;
+    const ok = [big.train_tokens_per_s >= T.train_tokens_per_s, big.forward_tokens_per_s >= T.forward_tokens_per_s, big.peak_rss_gb <= T.peak_rss_gb];
+    const mark = (x: boolean) => (x ? 'met' : '**not met**');
+    lines.push(
+      '',
+      `**Targets for the 270M step** (train ≥ ${T.train_tokens_per_s} tok/s, forward ≥ ${T.forward_tokens_per_s} tok/s, peak RSS ≤ ${f(T.peak_rss_gb, 1)} GB):`,
+      `train ${rate(big.train_tokens_per_s)} tok/s ${mark(ok[0])}, forward ${rate(big.forward_tokens_per_s)} tok/s ${mark(ok[1])}, peak RSS ${f(big.peak_rss_gb, 2)} GB ${mark(ok[2])}.`,
+      `Between steps the live tensors are the weights and the two AdamW moments, ${f((big.params * 4 * 3) / 1e9, 1)} GB for ${big.params.toLocaleString('en-US')} float32 parameters.`,
+    );
+  }
+  return lines.join('\n');
+}
+
+export function renderBlocks(q: QuickstartResults, b: BenchResults): Record<string, string> {
+  return {
+    setup: setupBlock(q),
+    'quickstart-results': quickstartResultsBlock(q),
+    'converge-tiny': convergeBlock(q),
+    'quickstart-eval': evalBlock(q),
+    bench: benchBlock(b),
+  };
+}
+
+// ---- README plumbing --------------------------------------------------------------------------------------------
+
+const BLOCK = /<!-- figures:([a-z0-9-]+) -->\n([\s\S]*?)\n?<!-- \/figures:\1 -->/g;
+
+/** The README's generated blocks, name → content (without the marker lines). */
+export function readBlocks(readme: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const m of readme.matchAll(BLOCK)) {
+    if (out.has(m[1])) throw new Error(`README: block "${m[1]}" appears twice`);
+    out.set(m[1], m[2]);
+  }
+  return out;
+}
+
+/** Names of the blocks whose README text differs from `blocks` (or that the README lacks, or has in excess). */
+export function staleBlocks(readme: string, blocks: Record<string, string>): string[] {
+  const found = readBlocks(readme);
+  const names = new Set([...found.keys(), ...Object.keys(blocks)]);
+  return [...names].filter((n) => found.get(n) !== blocks[n]).sort();
+}
+
+/** Replace each block's content; every rendered block must have its markers in the README. */
+export function applyBlocks(readme: string, blocks: Record<string, string>): string {
+  const found = readBlocks(readme);
+  for (const name of Object.keys(blocks)) if (!found.has(name)) throw new Error(`README: no <!-- figures:${name} --> block`);
+  return readme.replace(BLOCK, (whole, name: string) => (name in blocks ? `<!-- figures:${name} -->\n${blocks[name]}\n<!-- /figures:${name} -->` : whole));
+}
+
+export function loadResults(): { quickstart: QuickstartResults; bench: BenchResults } {
+  return {
+    quickstart: JSON.parse(fs.readFileSync(QUICKSTART_JSON, 'utf8')),
+    bench: JSON.parse(fs.readFileSync(BENCH_JSON, 'utf8')),
+  };
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.meta.filename)) {
+  const file = path.join(ROOT, 'README.md');
+  const readme = fs.readFileSync(file, 'utf8');
+  const { quickstart, bench } = loadResults();
+  const next = applyBlocks(readme, renderBlocks(quickstart, bench));
+  if (process.argv.includes('--check')) {
+    const stale = staleBlocks(readme, renderBlocks(quickstart, bench));
+    if (stale.length) { console.error(`README.md: generated figures differ from the results files in block(s) ${stale.join(', ')}; run npx tsx scripts/readme-figures.ts`); process.exit(1); }
+  } else {
+    fs.writeFileSync(file, next);
+  }
+}
