@@ -16,6 +16,7 @@ import { RunDir, type Manifest, type ResumableCheckpoint } from '../io/run-dir.t
 import { writeFileAtomic } from '../io/atomic.ts';
 import { loadTokenizer, type GemmaTokenizer } from '../data/tokenizer.ts';
 import { prepareData } from '../data/prepare.ts';
+import { trainFiles } from '../data/mix.ts';
 import { IGNORE_INDEX, type TokenizedExample } from '../data/types.ts';
 import { Rng } from '../util/rng.ts';
 import { UserError } from '../errors.ts';
@@ -99,7 +100,7 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
   // Examples whose supervised part was cut off entirely by max_length teach nothing (prepareData warned about them).
   const train = prepared.train.filter(supervised);
   const val = prepared.val.filter(supervised);
-  if (train.length === 0) throw new UserError(`${recipe.data.train}: no training example has a supervised token left within data.max_length ${recipe.data.max_length}`);
+  if (train.length === 0) throw new UserError(`${typeof recipe.data.train === 'string' ? recipe.data.train : 'data.train'}: no training example has a supervised token left within data.max_length ${recipe.data.max_length}`);
   if (prior && prior.trainExamples !== train.length) {
     throw new UserError(`--resume: the checkpoint was trained on ${prior.trainExamples} examples, the data now has ${train.length}; resume needs the same data`);
   }
@@ -168,7 +169,7 @@ async function startManifest(
   presetHfConfig: unknown, baseDir: string | null,
 ): Promise<Manifest> {
   const startTime = new Date().toISOString();
-  const dataFiles: { role: 'train' | 'validation'; path: string }[] = [{ role: 'train', path: recipe.data.train }];
+  const dataFiles: { role: 'train' | 'validation'; path: string }[] = trainFiles(recipe.data.train).map((f) => ({ role: 'train', path: f.path }));
   if (recipe.data.validation) dataFiles.push({ role: 'validation', path: recipe.data.validation });
   const previous = resumeFrom ? run.readManifest() : null;
   return {
