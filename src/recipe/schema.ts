@@ -5,6 +5,7 @@ import { z } from 'zod';
 
 import { BACKEND_NAMES } from '../model/backend.ts';
 import { PARAM_GROUPS } from '../model/params.ts';
+import { CHECKPOINT_DTYPES } from '../model/checkpoint.ts';
 import { EXAMPLE_FORMATS } from '../data/formats.ts';
 import { BUILTIN_ROLE_NAMES, ROLES } from '../data/messages.ts';
 import { TRAIN_ON_MODES, TRUNCATION_MODES } from '../data/labels.ts';
@@ -19,6 +20,7 @@ export const OPTIMIZERS = ['adamw'] as const;
 export const LR_SCHEDULERS = ['constant', 'constant_with_warmup', 'linear', 'cosine'] as const;
 export const STRATEGIES = ['epoch', 'steps', 'no'] as const;
 export const FREEZABLE = PARAM_GROUPS;
+export const SAVE_DTYPES = CHECKPOINT_DTYPES;
 export const QAT_SCHEMES = LINEAR_SCHEMES;
 export const QAT_EMBEDDINGS = EMBEDDING_SCHEMES;
 
@@ -75,6 +77,11 @@ export const TrainingSchema = z.strictObject({
   eval_steps: positiveInt().nullable().default(null),
   save_strategy: z.enum(STRATEGIES).default('epoch'),
   save_steps: positiveInt().nullable().default(null),
+  // Keep only the newest N step/epoch checkpoints (plus best's and the newest resumable one); null keeps all.
+  save_total_limit: positiveInt().nullable().default(null),
+  // false: checkpoints hold the weights only (no AdamW state): a quarter of the disk, but not resumable.
+  save_optimizer_state: z.boolean().default(true),
+  save_dtype: z.enum(SAVE_DTYPES).default('f32'),
   logging_steps: positiveInt().default(1),
   freeze: z.array(z.enum(FREEZABLE)).default([]),
 });
@@ -147,6 +154,15 @@ export function crossFieldIssues(r: RecipeShapeOut): CrossFieldIssue[] {
         message: `only used with ${kind}_strategy "steps" (it is "${strategy}")`,
       });
     }
+  }
+  if (t.save_total_limit !== null && t.save_strategy === 'no') {
+    out.push({ path: ['training', 'save_total_limit'], message: 'has no effect with save_strategy "no" (no step or epoch checkpoints are saved)' });
+  }
+  if (t.save_dtype === 'bf16' && t.save_optimizer_state) {
+    out.push({
+      path: ['training', 'save_dtype'],
+      message: '"bf16" needs training.save_optimizer_state: false (a resumable checkpoint keeps the f32 weights training continues from)',
+    });
   }
   if (t.lr_scheduler === 'constant' && t.warmup_steps > 0) {
     out.push({

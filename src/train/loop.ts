@@ -159,7 +159,10 @@ function diverged(s: TrainingSetup, ck: RunCheckpoints, res: TrainStepResult): L
 async function interrupted(s: TrainingSetup, ck: RunCheckpoints): Promise<LoopOutcome> {
   const step = s.state.globalStep;
   if (!ck.savedAtStep(step)) await ck.save(`step-${step}`);
-  const message = `interrupted at step ${step}; resumable checkpoint ${checkpointPath(s, ck.savedAtStep(step)!)}. ` +
-    'Continue with: gemma-tune train RECIPE --resume' + (s.explicitOutDir ? ` ${s.run.root}` : '');
+  const saved = checkpointPath(s, ck.savedAtStep(step)!);
+  const message = !ck.resumable
+    ? `interrupted at step ${step}; weights-only checkpoint ${saved} (training.save_optimizer_state: false, so it cannot be resumed)`
+    : `interrupted at step ${step}; resumable checkpoint ${saved}. ` +
+      'Continue with: gemma-tune train RECIPE --resume' + (s.explicitOutDir ? ` ${s.run.root}` : '');
   return { status: 'interrupted', message };
 }

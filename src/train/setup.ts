@@ -160,6 +160,11 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
 function resumableCheckpoint(run: RunDir): ResumableCheckpoint {
   if (!fs.existsSync(run.root)) throw new UserError(`--resume: run directory ${run.root} does not exist`);
   const latest = run.latest();
+  const weightsOnly = run.weightsOnly();
+  if (!latest && weightsOnly.length) {
+    throw new UserError(`--resume: the checkpoints of ${run.root} hold weights only (training.save_optimizer_state: false), so the run cannot be resumed; ` +
+      `start a new run from them instead (--set base_model=${run.root})`);
+  }
   if (!latest) throw new UserError(`--resume: ${run.root} has no resumable checkpoint (checkpoints/*/trainer_state.json)`);
   return latest;
 }
@@ -211,10 +216,19 @@ function announce(s: TrainingSetup, unsupervised: number): void {
     effectiveBatch: `${t.micro_batch_size} × ${t.gradient_accumulation_steps} accumulation`, runDir: s.run.root,
     resumedFrom: s.resumeFrom ? { checkpoint: s.resumeFrom.dir, step: s.resumeFrom.step } : null,
     qat: recipe.qat.enabled ? `${recipe.qat.scheme} fake-quant from step ${recipe.qat.start_step} (embeddings ${recipe.qat.embeddings})` : null,
+    checkpoints: checkpointPolicy(t),
     warnings: data.warnings,
   });
   if (unsupervised > 0) reporter.note(`note: ${unsupervised} example(s) without a supervised token (cut off by max_length) are skipped`);
   if (data.val.length === 0 && t.eval_strategy !== 'no') reporter.note('note: no validation data (data.validation / data.val_set_size), so no val loss and no overfit verdict');
+}
+
+/** The banner's checkpoints line: when, in what form, how many are kept (and loudly: weights only is not resumable). */
+function checkpointPolicy(t: Recipe['training']): string {
+  const when = t.save_strategy === 'epoch' ? 'every epoch' : t.save_strategy === 'steps' ? `every ${t.save_steps} steps` : 'final only';
+  const what = t.save_optimizer_state ? `${t.save_dtype} with optimizer state (resumable)` : `weights only, ${t.save_dtype}: NOT resumable (training.save_optimizer_state: false)`;
+  const keep = t.save_total_limit !== null && t.save_strategy !== 'no' ? `, newest ${t.save_total_limit} kept + best` : '';
+  return `${when}, ${what}${keep}`;
 }
 
 /** Path of a checkpoint of this run, for messages. */

@@ -20,6 +20,8 @@ export interface BannerInfo {
   runDir: string;
   resumedFrom?: { checkpoint: string; step: number } | null;
   qat?: string | null;
+  /** When checkpoints are saved, in what form, and how many are kept. */
+  checkpoints?: string | null;
   /** Data preparation warnings (dropped examples, turns cut at max_length); the first few are listed. */
   warnings?: string[];
 }
@@ -101,6 +103,7 @@ export function bannerText(b: BannerInfo): string {
     `  schedule  ${b.totalSteps} steps = ${fmtEpoch(b.epochs)} epoch(s) × ${b.stepsPerEpoch} steps, batch ${b.effectiveBatch}`,
     `  backend   ${b.backend}`,
   ];
+  if (b.checkpoints) lines.push(`  saving    ${b.checkpoints}`);
   if (b.qat) lines.push(`  qat       ${b.qat}`);
   if (b.resumedFrom) lines.push(`  resume    from ${b.resumedFrom.checkpoint} (step ${b.resumedFrom.step})`);
   const warnings = b.warnings ?? [];
