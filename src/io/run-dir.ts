@@ -7,6 +7,8 @@
 //   RUN/metrics.jsonl      one JSON row per logged train step and per evaluation
 //   RUN/summary.json       the outcome (best checkpoint, overfit verdict, losses, throughput, eval)
 //   RUN/loss.svg, loss.png the curves
+//   RUN/samples.jsonl      the sample answers at each evaluation (eval.samples)
+//   RUN/report.html        one self-contained page: recipe, curves, verdict, eval table, samples
 //   RUN/checkpoints/NAME/  HF checkpoint dirs (epoch-N, step-N, final) + trainer_state.json + optimizer.safetensors
 //                          (no optimizer file, and weightsOnly in the state, when save_optimizer_state is false)
 //   RUN/checkpoints/best   a relative symlink to the best NAME (or a file naming it), or a weights-only copy
@@ -83,6 +85,8 @@ export class RunDir {
   get summaryFile(): string { return path.join(this.root, 'summary.json'); }
   get lossSvg(): string { return path.join(this.root, 'loss.svg'); }
   get lossPng(): string { return path.join(this.root, 'loss.png'); }
+  get samplesFile(): string { return path.join(this.root, 'samples.jsonl'); }
+  get reportHtml(): string { return path.join(this.root, 'report.html'); }
   get checkpointsDir(): string { return path.join(this.root, 'checkpoints'); }
   get evalDir(): string { return path.join(this.root, 'eval'); }
   get exportDir(): string { return path.join(this.root, 'export'); }

@@ -101,6 +101,8 @@ export const QatSchema = z.strictObject({
 export const EvalSchema = z.strictObject({
   generate: z.boolean().default(false),
   max_new_tokens: positiveInt().default(128),
+  // Greedy answers to the first N validation prompts at every evaluation (samples.jsonl); 0 = none.
+  samples: nonNegativeInt().default(3),
 });
 
 const RecipeShape = z.strictObject({

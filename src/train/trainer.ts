@@ -10,6 +10,7 @@ import { trainLoop } from './loop.ts';
 import { writeLossPlots } from './plot.ts';
 import { setup, type TrainOptions, type TrainingSetup } from './setup.ts';
 import { buildSummary, endInfo, type Summary } from './summary.ts';
+import { openSamples } from './samples.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 
 export type { TrainOptions } from './setup.ts';
@@ -23,13 +24,16 @@ export async function train(recipe: Parameters<typeof setup>[0], opts: TrainOpti
   const snapshot = () => ({ ...s.state, overfit: s.overfit.getState(), elapsedS: elapsed(), metricsRows: s.metrics.rows.length });
   const ck = new RunCheckpoints(s, snapshot);
   const plot = () => plotCurves(s);
+  const samples = openSamples(s);
 
   let status: ExitStatus = 'running';
   let message: string | null = null;
   let endEval: EndEval | null = null;
   let thrown: unknown = null;
   try {
-    ({ status, message } = await trainLoop(s, ck, { evaluate: () => validationRow(s, elapsed()), plot, elapsed, onStep: opts.onStep, signal: opts.signal }));
+    ({ status, message } = await trainLoop(s, ck, {
+      evaluate: () => validationRow(s, elapsed()), afterEval: async () => { await samples?.take(); }, plot, elapsed, onStep: opts.onStep, signal: opts.signal,
+    }));
     if (status === 'completed' || status === 'early_stopped') {
       await ck.save('final');
       if (recipe.eval.generate && recipe.data.validation) endEval = await generationEval(s, recipe.data.validation);
