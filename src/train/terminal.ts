@@ -178,7 +178,7 @@ export function makeReporter(mode: ReporterMode, streams: Streams = { out: proce
   // The ETA is ours (cli-progress prints "NFs"/"NULLs" when its own estimate is not finite): steps of this session
   // since this session's first train row.
   let anchor: { step: number; elapsed: number } | null = null;
-  const payload = { epoch: '-', loss: '-', val: '-', tps: '-', eta: '-' };
+  const payload = { epoch: '-', loss: '-', val: '-', tps: '-', eta_text: '-' };
   const stop = () => { if (bar && started) bar.stop(); started = false; };
   const above = (line: string) => {
     if (started) err.write('\r\x1b[K');
@@ -189,7 +189,7 @@ export function makeReporter(mode: ReporterMode, streams: Streams = { out: proce
       total = b.totalSteps; epochs = b.epochs; stepsPerEpoch = b.stepsPerEpoch;
       out.write(bannerText(b) + '\n');
       bar = new cliProgress.SingleBar({
-        format: 'epoch {epoch} |{bar}| step {value}/{total} | loss {loss} | val {val} | {tps} tok/s | ETA {eta}',
+        format: 'epoch {epoch} |{bar}| step {value}/{total} | loss {loss} | val {val} | {tps} tok/s | ETA {eta_text}',
         stream: err,
         hideCursor: true,
         etaBuffer: 20,
@@ -205,7 +205,7 @@ export function makeReporter(mode: ReporterMode, streams: Streams = { out: proce
         payload.tps = String(Math.round(r.tokens_per_s));
         payload.epoch = epochProgress(r.step, stepsPerEpoch, epochs);
         anchor ??= { step: r.step, elapsed: r.elapsed_s };
-        payload.eta = r.step > anchor.step ? etaText(r.step - anchor.step, r.elapsed_s - anchor.elapsed, total - r.step) : '-';
+        payload.eta_text = r.step > anchor.step ? etaText(r.step - anchor.step, r.elapsed_s - anchor.elapsed, total - r.step) : '-';
         if (started) bar!.update(r.step, payload);
       } else {
         payload.val = num(r.loss);

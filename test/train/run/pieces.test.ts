@@ -207,6 +207,7 @@ describe('terminal output', () => {
     expect(etaText(3, 0, 0)).toBe('0s');
 
     const out = capture(), err = capture();
+    Object.assign(err.s, { isTTY: true, columns: 200 }); // cli-progress draws on terminals only
     const r = makeReporter('tty', { out: out.s, err: err.s });
     r.banner({ ...banner, epochs: 2 / 3, stepsPerEpoch: 3, totalSteps: 2 });
     r.row({ ...row, step: 1, epoch: 1 / 3, elapsed_s: 1 });
