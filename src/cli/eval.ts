@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { UsageError, UserError } from '../errors.ts';
 import { BACKEND_NAMES, type BackendName } from '../model/backend.ts';
 import { TRAIN_ON_MODES, type TrainOn } from '../data/labels.ts';
@@ -11,7 +11,8 @@ import { RunDir } from '../io/run-dir.ts';
 interface EvalCliOptions {
   data?: string;
   metrics?: string;
-  maxNewTokens: string;
+  /** A number when left at its default (so --help shows a number), a string when given. */
+  maxNewTokens: string | number;
   maxExamples?: string;
   trainOn?: string;
   maxLength?: string;
@@ -23,10 +24,10 @@ interface EvalCliOptions {
   failAbove: string[];
 }
 
-function positiveInt(v: string | undefined, flag: string): number | undefined {
+function positiveInt(v: string | number | undefined, flag: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (v.trim() === '' || !Number.isInteger(n) || n < 1) throw new UsageError(`${flag} must be a positive integer, got "${v}"`);
+  if (String(v).trim() === '' || !Number.isInteger(n) || n < 1) throw new UsageError(`${flag} must be a positive integer, got "${v}"`);
   return n;
 }
 
@@ -80,7 +81,7 @@ export function registerEval(program: Command): void {
     .argument('<model...>', 'run directory, HF checkpoint directory, hub id, preset:NAME, or FILE.gguf (llama.cpp); several → one table')
     .option('--data <file>', "JSONL dataset (any format `validate` accepts; generation metrics score the last assistant turn); default for a run directory: its recipe's data.validation")
     .option('--metrics <list>', 'comma-separated: loss, perplexity, exact_match, normalized_match, json_valid, json_field_f1, accuracy, avg_length (default: loss, perplexity + those that fit the data)')
-    .option('--max-new-tokens <n>', 'token limit for each generated answer', '128')
+    .addOption(new Option('--max-new-tokens <n>', 'token limit for each generated answer').default(128))
     .option('--max-examples <n>', 'evaluate only the first N examples')
     .option('--train-on <mode>', `loss mask: ${TRAIN_ON_MODES.join(', ')} (default: the run's recipe, else assistant)`)
     .option('--max-length <n>', "token limit for the loss (default: the run's recipe, else 512)")

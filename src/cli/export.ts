@@ -19,6 +19,21 @@ interface ExportCliOptions {
   int4?: boolean;
   embeddings?: string;
   checkpoint?: string;
+  json?: boolean;
+}
+
+/** What `export --json` prints: one object (snake_case keys). */
+interface ExportResult {
+  format: 'gguf' | 'safetensors';
+  dtype: string;
+  /** The .gguf file, or the safetensors folder. */
+  path: string;
+  bytes?: number;
+  tensors?: Record<string, number>;
+  bf16_bytes?: number;
+  compression_vs_bf16?: number;
+  embeddings?: string;
+  modelfile?: string;
 }
 
 interface ResolvedSource {
@@ -70,13 +85,28 @@ function fmtBytes(n: number): string {
   return n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
 }
 
-function printSummary(s: ExportSummary): void {
-  const counts = Object.entries(s.tensorCounts).map(([t, n]) => `${t} ${n}`).join(', ');
-  process.stdout.write(`wrote ${s.file}\n  size ${fmtBytes(s.bytes)} (${s.bytes} bytes)\n  tensors: ${counts}\n`);
-  process.stdout.write(`  compression vs bf16: ${(s.bf16Bytes / s.bytes).toFixed(2)}x (bf16 tensors would be ${fmtBytes(s.bf16Bytes)})\n`);
+function ggufResult(s: ExportSummary, dtype: string): ExportResult {
+  return { format: 'gguf', dtype, path: s.file, bytes: s.bytes, tensors: s.tensorCounts, bf16_bytes: s.bf16Bytes, compression_vs_bf16: Math.round((s.bf16Bytes / s.bytes) * 100) / 100 };
+}
+
+function printSummary(r: ExportResult, name: string): void {
+  if (r.format === 'safetensors') {
+    process.stdout.write(`wrote ${r.path} (HF checkpoint, ${r.dtype})\n`);
+    return;
+  }
+  const counts = Object.entries(r.tensors!).map(([t, n]) => `${t} ${n}`).join(', ');
+  process.stdout.write(`wrote ${r.path}\n  size ${fmtBytes(r.bytes!)} (${r.bytes} bytes)\n  tensors: ${counts}\n`);
+  process.stdout.write(`  compression vs bf16: ${r.compression_vs_bf16!.toFixed(2)}x (bf16 tensors would be ${fmtBytes(r.bf16_bytes!)})\n`);
+  if (r.modelfile) process.stdout.write(`  Ollama: ${r.modelfile} (ollama create ${name} -f ${r.modelfile})\n`);
 }
 
 async function runExport(model: string, o: ExportCliOptions): Promise<void> {
+  const { result, name } = await exportModel(model, o);
+  if (o.json) process.stdout.write(JSON.stringify(result) + '\n');
+  else printSummary(result, name);
+}
+
+async function exportModel(model: string, o: ExportCliOptions): Promise<{ result: ExportResult; name: string }> {
   if (o.int4) {
     if (o.format !== 'gguf') throw new UsageError('--int4 writes GGUF; drop --format or use --format gguf');
     if (o.dtype) throw new UsageError('--int4 and --dtype are exclusive (--int4 = Q4_0 linears, --embeddings for token_embd)');
@@ -92,9 +122,7 @@ async function runExport(model: string, o: ExportCliOptions): Promise<void> {
     const s = await exportGguf(r.src, out, { dtype: 'int4', embeddings: emb, name: r.name });
     const modelfile = path.join(path.dirname(out), 'Modelfile');
     await writeFileAtomic(modelfile, modelfileText(out));
-    printSummary(s);
-    process.stdout.write(`  Ollama: ${modelfile} (ollama create ${r.name} -f ${modelfile})\n`);
-    return;
+    return { result: { ...ggufResult(s, 'int4'), embeddings: emb, modelfile }, name: r.name };
   }
   if (o.embeddings) throw new UsageError('--embeddings applies to --int4 only');
   if (o.format === 'gguf') {
@@ -103,17 +131,16 @@ async function runExport(model: string, o: ExportCliOptions): Promise<void> {
     if (!(allowed as readonly string[]).includes(dtype)) throw new UsageError(`--dtype for --format gguf must be one of ${allowed.join(', ')}, got "${o.dtype}"`);
     const r = await resolveSource(model, o.checkpoint);
     const out = path.resolve(o.out ?? defaultOut(r, `${dtype}.gguf`));
-    printSummary(await exportGguf(r.src, out, { dtype, name: r.name }));
+    return { result: ggufResult(await exportGguf(r.src, out, { dtype, name: r.name }), dtype), name: r.name };
   } else if (o.format === 'safetensors') {
     const dtype = o.dtype ?? 'bf16';
     if (dtype !== 'bf16' && dtype !== 'f32') throw new UsageError(`--dtype for --format safetensors must be bf16 or f32, got "${dtype}"`);
     const r = await resolveSource(model, o.checkpoint);
     const out = path.resolve(o.out ?? (r.runDir ? path.join(new RunDir(r.runDir).exportDir, `hf-${dtype}`) : `${r.name}-hf-${dtype}`));
     await saveCheckpoint(out, { config: r.src.config, weights: r.src.weights, tokenizerDir: r.src.tokenizerDir, dtype, generationConfig: r.src.generationConfig });
-    process.stdout.write(`wrote ${out} (HF checkpoint, ${dtype})\n`);
-  } else {
-    throw new UsageError(`--format must be gguf or safetensors, got "${o.format}"`);
+    return { result: { format: 'safetensors', dtype, path: out }, name: r.name };
   }
+  throw new UsageError(`--format must be gguf or safetensors, got "${o.format}"`);
 }
 
 export function registerExport(program: Command): void {
@@ -127,6 +154,7 @@ export function registerExport(program: Command): void {
     .option('--embeddings <type>', 'with --int4: type of token_embd: q8_0, f16 or q4_0 (default: the run\'s qat.embeddings when it trained with QAT, else q8_0)')
     .option('--checkpoint <name>', 'with a run directory: best (default), final, step-N or epoch-N')
     .option('--out <path>', 'output file (gguf) or directory (safetensors)')
+    .option('--json', 'print one JSON object on stdout (path, format, dtype, bytes, tensors, compression, Modelfile) instead of the summary')
     .action(async (model: string, o: ExportCliOptions) => {
       await runExport(model, o);
     });
