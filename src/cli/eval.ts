@@ -7,6 +7,7 @@ import { evaluate, parseMetricList, runDataSettings, type EvalReport } from '../
 import { writeFileAtomic } from '../io/atomic.ts';
 import { failedGates, formatTable, parseGate, writeReport, type Gate } from '../eval/report.ts';
 import { RunDir } from '../io/run-dir.ts';
+import { writeRunReport } from '../train/report-html.ts';
 
 interface EvalCliOptions {
   data?: string;
@@ -111,7 +112,10 @@ export function registerEval(program: Command): void {
       const runOut = o.out ? null : defaultReportPath(models);
       const out = o.out ?? runOut;
       if (out) await writeReport(out, report);
-      if (runOut) await writeFileAtomic(path.join(path.dirname(runOut), 'table.txt'), table + '\n'); // a run's eval/ keeps both
+      if (runOut) {
+        await writeFileAtomic(path.join(path.dirname(runOut), 'table.txt'), table + '\n'); // a run's eval/ keeps both
+        await writeRunReport(new RunDir(path.dirname(path.dirname(runOut)))); // report.html shows the new table
+      }
       if (o.json) {
         process.stderr.write(table + '\n');
         process.stdout.write(JSON.stringify(report, null, 2) + '\n');

@@ -2,33 +2,14 @@
 // and appended to <run>/samples.jsonl (step, epoch, prompt, reference, answer), so a user sees the persona or the
 // format appear as training goes, the way the official guide's "vibe checks" read the model. A resumed run drops the
 // rows after its checkpoint first, as metrics.jsonl does.
-import fs from 'node:fs';
 import type { Gemma3Model } from '../model/gemma3.ts';
 import { generateIds } from '../model/generate.ts';
 import type { GemmaTokenizer } from '../data/tokenizer.ts';
 import type { TokenizedExample } from '../data/types.ts';
-import { UserError } from '../errors.ts';
 import type { TrainingSetup } from './setup.ts';
+import { SamplesLog, type SampleRow } from './samples-file.ts';
 
-/** One line of samples.jsonl. */
-export interface SampleRow {
-  step: number;
-  epoch: number;
-  /** Which of the N sample prompts (0-based); the same prompt keeps its index for the whole run. */
-  index: number;
-  /** Where the prompt comes from. */
-  file: string;
-  line: number;
-  /** The last user message of the prompt. */
-  prompt: string;
-  /** The validation example's own answer. */
-  reference: string;
-  /** The model's greedy answer (special tokens left out). */
-  output: string;
-  /** `stop`: the model ended its turn; `length`: cut at eval.max_new_tokens. */
-  stop_reason: 'stop' | 'length';
-  tokens: number;
-}
+export { readSamples, SamplesLog, type SampleRow } from './samples-file.ts';
 
 export interface SamplePrompt {
   index: number;
@@ -89,47 +70,6 @@ export function samplesText(rows: SampleRow[], width = 100): string {
     lines.push(`  ${r.index + 1}. ${oneLine(r.prompt, 40)} → ${oneLine(r.output, width - 46) || '(empty)'}${cut}`);
   }
   return lines.join('\n');
-}
-
-/** Every row of a samples.jsonl file (a torn last line, from a crash mid-write, is ignored). */
-export function readSamples(file: string): SampleRow[] {
-  if (!fs.existsSync(file)) return [];
-  const lines = fs.readFileSync(file, 'utf8').split('\n');
-  const rows: SampleRow[] = [];
-  lines.forEach((line, i) => {
-    if (line.trim() === '') return;
-    try {
-      rows.push(JSON.parse(line) as SampleRow);
-    } catch {
-      if (i !== lines.length - 1) throw new UserError(`${file}:${i + 1}: not valid JSON`);
-    }
-  });
-  return rows;
-}
-
-/** samples.jsonl as a run writes it: appended and flushed per evaluation, all rows also kept in memory. */
-export class SamplesLog {
-  readonly rows: SampleRow[];
-
-  /** `resumeStep`: continue a run, dropping rows after that step; null: start the file empty. */
-  constructor(readonly file: string, resumeStep: number | null) {
-    this.rows = resumeStep === null ? [] : readSamples(file).filter((r) => r.step <= resumeStep);
-    const tmp = `${file}.tmp-${process.pid}`;
-    fs.writeFileSync(tmp, this.rows.map((r) => JSON.stringify(r) + '\n').join(''));
-    fs.renameSync(tmp, file);
-  }
-
-  append(rows: SampleRow[]): void {
-    if (rows.length === 0) return;
-    const fd = fs.openSync(this.file, 'a');
-    try {
-      fs.writeSync(fd, rows.map((r) => JSON.stringify(r) + '\n').join(''));
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
-    this.rows.push(...rows);
-  }
 }
 
 /** A run's sampling: the fixed prompts and the log; null when eval.samples is 0 or no validation example is a conversation. */

@@ -15,7 +15,7 @@ import { cpuKernels } from '../perf/kernels.ts';
 import { RunDir, type Manifest, type ResumableCheckpoint } from '../io/run-dir.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { loadTokenizer, type GemmaTokenizer } from '../data/tokenizer.ts';
-import { prepareData } from '../data/prepare.ts';
+import { prepareData, type SourceSummary } from '../data/prepare.ts';
 import { trainFiles } from '../data/mix.ts';
 import { IGNORE_INDEX, type TokenizedExample } from '../data/types.ts';
 import { Rng } from '../util/rng.ts';
@@ -153,7 +153,7 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
     tokenizer, data: { train, val, valBatches, warnings: prepared.stats.warnings }, model, optimizer, trainable,
     stepsPerEpoch, totalSteps, state, rng, overfit, resumeFrom, manifest, metrics,
   };
-  announce(s, prepared.train.length - train.length + prepared.val.length - val.length);
+  announce(s, prepared.train.length - train.length + prepared.val.length - val.length, prepared.stats.sources);
   return s;
 }
 
@@ -206,7 +206,7 @@ function freshState(rng: Rng, recipe: Recipe, trainExamples: number): TrainerSta
 }
 
 /** The start banner and the notes about what is left out. */
-function announce(s: TrainingSetup, unsupervised: number): void {
+function announce(s: TrainingSetup, unsupervised: number, sources: SourceSummary[]): void {
   const { recipe, reporter, data } = s;
   const t = recipe.training;
   const params = [...s.model.params.values()].reduce((a, v) => a + v.size, 0);
@@ -217,6 +217,7 @@ function announce(s: TrainingSetup, unsupervised: number): void {
     resumedFrom: s.resumeFrom ? { checkpoint: s.resumeFrom.dir, step: s.resumeFrom.step } : null,
     qat: recipe.qat.enabled ? `${recipe.qat.scheme} fake-quant from step ${recipe.qat.start_step} (embeddings ${recipe.qat.embeddings})` : null,
     checkpoints: checkpointPolicy(t),
+    mix: sources.length > 1 ? sources.map((f) => `${path.basename(f.file)} ${f.train}${f.weight === 1 ? '' : ` (×${f.weight})`}`).join(' + ') : null,
     warnings: data.warnings,
   });
   if (unsupervised > 0) reporter.note(`note: ${unsupervised} example(s) without a supervised token (cut off by max_length) are skipped`);

@@ -20,6 +20,8 @@ export interface BannerInfo {
   runDir: string;
   resumedFrom?: { checkpoint: string; step: number } | null;
   qat?: string | null;
+  /** Several training files: what each contributes per epoch. */
+  mix?: string | null;
   /** When checkpoints are saved, in what form, and how many are kept. */
   checkpoints?: string | null;
   /** Data preparation warnings (dropped examples, turns cut at max_length); the first few are listed. */
@@ -116,7 +118,7 @@ export function bannerText(b: BannerInfo): string {
   const lines = [
     `gemma-tune train → ${b.runDir}`,
     `  model     ${b.model} (${formatCount(b.params)} parameters)`,
-    `  data      ${b.trainExamples} train / ${b.valExamples} validation examples`,
+    `  data      ${b.trainExamples} train / ${b.valExamples} validation examples${b.mix ? ` (train = ${b.mix})` : ''}`,
     `  schedule  ${b.totalSteps} steps = ${fmtEpoch(b.epochs)} epoch(s) × ${b.stepsPerEpoch} steps, batch ${b.effectiveBatch}`,
     `  backend   ${b.backend}`,
   ];

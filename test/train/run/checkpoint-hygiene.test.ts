@@ -76,6 +76,7 @@ describe('save_total_limit and weights-only checkpoints in a run', () => {
     const evald = await runCli(['eval', out, '--metrics', 'loss', '--backend', 'wasm', '--json']);
     expect(evald.code).toBe(0);
     expect(JSON.parse(evald.out).models[0].metrics.loss).toBeGreaterThan(0);
+    expect(fs.readFileSync(path.join(out, 'report.html'), 'utf8')).toContain('(eval/report.json)'); // eval rewrote the report
     const gguf = path.join(ws.dir, 'm.gguf');
     const exported = await runCli(['export', out, '--format', 'gguf', '--dtype', 'f32', '--out', gguf]);
     expect(exported.code).toBe(0);

@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readMetrics, type TrainRow } from '../../../src/train/metrics.ts';
+import { readSamples } from '../../../src/train/samples-file.ts';
 import { workspace } from './helpers.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
@@ -34,7 +35,8 @@ describe('gemma-tune train (CLI)', () => {
     const ws = await workspace();
     const out = path.join(ws.dir, 'run');
     let sent = false;
-    const first = await run(['train', ws.recipeFile, '--out', out, '--json'], (line, kill) => {
+    const samples = ['--set', 'eval.samples=1', '--set', 'eval.max_new_tokens=2'];
+    const first = await run(['train', ws.recipeFile, '--out', out, '--json', ...samples], (line, kill) => {
       const r = JSON.parse(line);
       if (r.split === 'train' && r.step === 2 && !sent) { sent = true; kill(); }
     });
@@ -45,7 +47,7 @@ describe('gemma-tune train (CLI)', () => {
     expect(fs.existsSync(path.join(out, 'checkpoints', stoppedAt % 2 === 0 ? `epoch-${stoppedAt / 2}` : `step-${stoppedAt}`, 'trainer_state.json'))).toBe(true);
     expect(JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8')).exit_status).toBe('interrupted');
 
-    const second = await run(['train', ws.recipeFile, '--resume', out]);
+    const second = await run(['train', ws.recipeFile, '--resume', out, ...samples]);
     expect(second.code).toBe(0);
     expect(second.stdout).toMatch(/resume +from .*checkpoints/);
     expect(second.stdout).toContain(`step ${stoppedAt + 1}/6`);
@@ -53,6 +55,8 @@ describe('gemma-tune train (CLI)', () => {
     const rows = readMetrics(path.join(out, 'metrics.jsonl'));
     expect(rows.filter((r) => r.split === 'train').map((r) => r.step)).toEqual([1, 2, 3, 4, 5, 6]);
     expect(rows.filter((r) => r.split === 'val').map((r) => r.step)).toEqual([0, 2, 4, 6]);
+    // samples.jsonl: one row per evaluation across both sessions, none repeated
+    expect(readSamples(path.join(out, 'samples.jsonl')).map((r) => r.step)).toEqual([0, 2, 4, 6]);
 
     // The interrupted + resumed run is reproduced bit for bit by a straight re-run in a fresh process.
     const rep = await run(['reproduce', out, '--quiet']);
@@ -73,11 +77,14 @@ describe('gemma-tune train (CLI)', () => {
     expect(train.map((x) => x.step)).toEqual([1, 2]);
     expect(train[1].loss).toBeLessThan(train[0].loss);
     expect(rows.filter((x) => x.split === 'val').map((x) => x.step)).toEqual([0, 2]);
-    for (const f of ['recipe.yaml', 'manifest.json', 'loss.svg', 'summary.json', 'checkpoints/final/model.safetensors', 'checkpoints/best/config.json']) {
+    for (const f of ['recipe.yaml', 'manifest.json', 'loss.svg', 'summary.json', 'samples.jsonl', 'report.html', 'checkpoints/final/model.safetensors', 'checkpoints/best/config.json']) {
       expect(fs.existsSync(path.join(out, f)), f).toBe(true);
     }
     expect(JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8')).base_model.kind).toBe('preset');
     expect(r.stderr).toMatch(/done: 2 steps/);
+    // the quickstart's sample answers: its 3 prompts at step 0 and at the end
+    expect(readSamples(path.join(out, 'samples.jsonl')).map((x) => [x.step, x.index])).toEqual([[0, 0], [0, 1], [0, 2], [2, 0], [2, 1], [2, 2]]);
+    expect(r.stderr).toMatch(/samples at step 2 \(epoch [\d.]+\):\n {2}1\. /);
     expect(r.stderr).toContain('verdict');
   });
 
