@@ -10,6 +10,8 @@ import { loadModel } from '../model/load.ts';
 import { presetConfig } from '../model/config.ts';
 import { GENERATION_METRICS, mean, metricsForReferences, scoreExample, type MetricName } from './metrics.ts';
 import { loadEvalData, type EvalData, type EvalDataOptions } from './data.ts';
+import { messageMapping } from '../data/prepare.ts';
+import type { MessageMapping } from '../data/messages.ts';
 import { tfjsEvalModel, type EvalModel } from './tfjs-model.ts';
 import { ggufEvalModel } from './gguf-model.ts';
 import { UsageError, UserError } from '../errors.ts';
@@ -31,6 +33,8 @@ export interface EvaluateOptions {
   trainOn?: TrainOn;
   /** Token limit for the loss (default: the run's data.max_length, else 512). */
   maxLength?: number;
+  /** How chat messages are written (default: the run's recipe data keys, else role/content or from/value). */
+  messages?: MessageMapping;
   backend?: BackendName;
   /** CPU threads for llama.cpp (.gguf models); default: all cores. */
   threads?: number;
@@ -80,7 +84,7 @@ export function isGgufSpec(spec: string): boolean {
 }
 
 /** A gemma-tune run directory → its resolved recipe's data settings, if readable. */
-export function runDataSettings(spec: string): { trainOn?: TrainOn; maxLength?: number; validation?: string } | null {
+export function runDataSettings(spec: string): { trainOn?: TrainOn; maxLength?: number; validation?: string; messages?: MessageMapping } | null {
   if (isGgufSpec(spec) || presetConfig(spec)) return null;
   const run = RunDir.open(spec);
   if (!run) return null;
@@ -92,6 +96,7 @@ export function runDataSettings(spec: string): { trainOn?: TrainOn; maxLength?: 
       validation: typeof d.validation === 'string' && d.validation ? path.resolve(dir, d.validation) : undefined,
       trainOn: (TRAIN_ON_MODES as readonly unknown[]).includes(d.train_on) ? (d.train_on as TrainOn) : undefined,
       maxLength: Number.isInteger(d.max_length) && (d.max_length as number) > 0 ? (d.max_length as number) : undefined,
+      messages: messageMapping(d as Parameters<typeof messageMapping>[0]),
     };
   } catch {
     return {};
@@ -172,7 +177,7 @@ export async function evaluate(models: ModelInput | ModelInput[], dataFile: stri
   const trainOn = opts.trainOn ?? firstRun.trainOn ?? 'assistant';
   const maxLength = opts.maxLength ?? firstRun.maxLength ?? 512;
   const maxNewTokens = opts.maxNewTokens ?? 128;
-  const dataOpts: EvalDataOptions = { trainOn, maxLength, maxExamples: opts.maxExamples };
+  const dataOpts: EvalDataOptions = { trainOn, maxLength, maxExamples: opts.maxExamples, messages: opts.messages ?? firstRun.messages };
   // Fail on bad data before loading any model (loading the 270M model takes a while).
   let dataTokenizer: GemmaTokenizer = loadTokenizer();
   let data = await loadEvalData(dataFile, dataTokenizer, dataOpts);

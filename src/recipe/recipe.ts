@@ -171,7 +171,7 @@ export function parseRecipeWithSource(
   const train = recipe.data.train;
   if (typeof train === 'string') {
     written['data.train'] = train;
-    recipe.data.train = dataFile(['data', 'train'], train, 'JSONL file (or a list of them)');
+    recipe.data.train = dataFile(['data', 'train'], train, 'JSONL file');
   } else {
     written.train_files = train.map((f) => f.path);
     train.forEach((f, i) => { f.path = dataFile(['data', 'train', i, 'path'], f.path, 'JSONL file'); });

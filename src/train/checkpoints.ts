@@ -36,6 +36,7 @@ export class RunCheckpoints {
     await saveTrainingCheckpoint(s.run.checkpoint(name), {
       config: s.base.config, weights: s.model.toTensorMap(), tokenizerDir: s.base.tokenizerDir, dtype: t.save_dtype,
       generationConfig: s.base.generationConfig, optimizer: this.resumable ? s.optimizer.getState() : null, state: this.snapshot(),
+      weightsOnly: !this.resumable,
     });
     this.savedAt.set(s.state.globalStep, name);
     this.lastGood = { name, step: s.state.globalStep };

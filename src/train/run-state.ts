@@ -76,9 +76,10 @@ export interface TrainingCheckpoint {
   weights: TensorMap;
   tokenizerDir: string;
   generationConfig?: Record<string, unknown> | null;
-  /** Null: a weights-only checkpoint (no optimizer.safetensors; the trainer state says weightsOnly). */
   optimizer?: OptimizerSnapshot | null;
   state: TrainerState;
+  /** training.save_optimizer_state: false: no optimizer state, and the trainer state says weightsOnly (not resumable). */
+  weightsOnly?: boolean;
   /** dtype of model.safetensors (default f32; bf16 only for weights-only checkpoints). */
   dtype?: CheckpointDtype;
 }
@@ -94,7 +95,7 @@ export async function saveTrainingCheckpoint(dir: string, ck: TrainingCheckpoint
         metadata: { gemma_tune: 'optimizer', meta: JSON.stringify(ck.optimizer.meta) },
       });
     }
-    const state = ck.optimizer ? ck.state : { ...ck.state, weightsOnly: true };
+    const state = ck.weightsOnly ? { ...ck.state, weightsOnly: true } : ck.state;
     await writeFileAtomic(path.join(tmp, TRAINER_STATE), JSON.stringify(state, null, 1) + '\n');
     await replaceDirAtomic(tmp, dir);
   } catch (e) {

@@ -21,6 +21,10 @@ describe('defaults', () => {
         validation: null,
         val_set_size: 0,
         format: 'auto',
+        field_messages: 'messages',
+        message_property_mappings: { role: null, content: null },
+        roles: { user: [], assistant: [], system: [] },
+        message_field_training: null,
         max_length: 512,
         train_on: 'assistant',
         truncation: 'truncate',
@@ -43,12 +47,15 @@ describe('defaults', () => {
         eval_steps: null,
         save_strategy: 'epoch',
         save_steps: null,
+        save_total_limit: null,
+        save_optimizer_state: true,
+        save_dtype: 'f32',
         logging_steps: 1,
         freeze: [],
       },
       early_stopping: { enabled: false, patience: 2 },
       qat: { enabled: false, scheme: 'q4_0', start_step: 0, embeddings: 'q8_0' },
-      eval: { generate: false, max_new_tokens: 128 },
+      eval: { generate: false, max_new_tokens: 128, samples: 3 },
       output_dir: join(dir, 'runs', 'demo'),
     });
   });
@@ -125,7 +132,9 @@ training:
     expect(msg(`${MINIMAL}qat:\n  enabled: yes\n`)).toBe('recipe.yaml:5: qat.enabled: expected boolean (true or false), got string "yes"');
     expect(msg(`${MINIMAL}training: 5\n`)).toBe('recipe.yaml:4: training: expected mapping, got number 5');
     expect(msg(`${MINIMAL}training:\n  freeze: embeddings\n`)).toBe('recipe.yaml:5: training.freeze: expected list, got string "embeddings"');
-    expect(msg(`name: demo\ndata:\n  train: 7\n`)).toBe('recipe.yaml:3: data.train: expected string, got number 7');
+    expect(msg(`name: demo\ndata:\n  train: 7\n`)).toBe('recipe.yaml:3: data.train: expected string or list, got number 7');
+    expect(msg(`name: demo\ndata:\n  train:\n    - path: 7\n`)).toBe('recipe.yaml:4: data.train[0].path: expected string, got number 7');
+    expect(msg(`name: demo\ndata:\n  train:\n    - path: train.jsonl\n      wieght: 2\n`)).toBe('recipe.yaml:5: data.train[0].wieght: unknown key (did you mean "weight"?)');
   });
 
   it('wrong enum value, with a suggestion when one is close', () => {
@@ -167,7 +176,7 @@ training:
     expect(e.message.split('\n')).toEqual([
       'recipe.yaml: name: required key is missing',
       'recipe.yaml:1: seed: expected integer, got string "x"',
-      'recipe.yaml:4: data.format: expected one of "auto" | "messages" | "prompt_completion" | "text", got string "csv"',
+      'recipe.yaml:4: data.format: expected one of "auto" | "messages" | "sharegpt" | "prompt_completion" | "text", got string "csv"',
       'recipe.yaml:5: bogus: unknown key (valid keys: name, seed, base_model, backend, data, training, early_stopping, qat, eval, output_dir)',
     ]);
     expect((e as RecipeError).problems[2]).toEqual({ where: 'recipe.yaml:4', key: 'data.format', message: expect.stringContaining('expected one of') });
