@@ -4,6 +4,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { RecipeError, parseRecipeWithSource, resolvedRecipeYaml } from '../../src/recipe/recipe.ts';
 import { RecipeSchema } from '../../src/recipe/schema.ts';
 import { errorOf, makeWorkspace, parseIn } from './helpers.ts';
+import { KEY_ALIASES } from '../../src/util/suggest.ts';
+import { schemaAt } from '../../src/recipe/introspect.ts';
 
 const { dir, recipeDir } = makeWorkspace();
 const MINIMAL = 'name: demo\ndata:\n  train: train.jsonl\n';
@@ -95,6 +97,13 @@ training:
   });
 
   it('unknown key spelt as another toolkit spells it, or put in the wrong section', () => {
+    expect(msg(`${MINIMAL}training:\n  save_only_model: true\n`)).toBe(
+      'recipe.yaml:5: training.save_only_model: unknown key (did you mean "save_optimizer_state"?)',
+    );
+    expect(msg(`${MINIMAL}eval:\n  generate_samples: 3\n`)).toBe('recipe.yaml:5: eval.generate_samples: unknown key (did you mean "samples"?)');
+    for (const [section, aliases] of Object.entries(KEY_ALIASES)) {
+      for (const [name, target] of Object.entries(aliases)) expect(schemaAt(target.split('.')), `${section} ${name} → ${target}`).not.toBeNull();
+    }
     expect(msg(`${MINIMAL}training:\n  num_train_epochs: 3\n`)).toBe(
       'recipe.yaml:5: training.num_train_epochs: unknown key (did you mean "num_epochs"?)',
     );
