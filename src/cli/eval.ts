@@ -114,7 +114,8 @@ export function registerEval(program: Command): void {
       if (out) await writeReport(out, report);
       if (runOut) {
         await writeFileAtomic(path.join(path.dirname(runOut), 'table.txt'), table + '\n'); // a run's eval/ keeps both
-        await writeRunReport(new RunDir(path.dirname(path.dirname(runOut)))); // report.html shows the new table
+        // report.html shows the new table; the eval itself succeeded even if the page cannot be written
+        await writeRunReport(new RunDir(path.dirname(path.dirname(runOut)))).catch((e: Error) => process.stderr.write(`warning: report.html not updated: ${e.message}\n`));
       }
       if (o.json) {
         process.stderr.write(table + '\n');
