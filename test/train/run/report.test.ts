@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser } from 'puppeteer-core';
 import { train } from '../../../src/train/trainer.ts';
-import { readSamples } from '../../../src/train/samples-file.ts';
+import { readSamples, SamplesLog, type SampleRow } from '../../../src/train/samples-file.ts';
 import { renderReportHtml, loadReportInput } from '../../../src/train/report-html.ts';
 import { RunDir } from '../../../src/io/run-dir.ts';
 import { CHROMIUM, hasChromium, launchChromium } from '../../helpers/chromium.ts';
@@ -31,6 +31,17 @@ describe('a run folder to look at', () => {
     expect(rows.filter((r) => r.index === 0).every((r) => r.prompt === 'Hello!' && r.reference === 'Greetings, small one.' && r.line === 1)).toBe(true);
     expect(rows.filter((r) => r.index === 1).every((r) => r.prompt === 'Your name?' && r.line === 2)).toBe(true);
     expect(rows.map((r) => r.epoch)).toEqual([0, 0, 1, 1, 2, 2, 3, 3]);
+  });
+
+  it('a resumed run keeps samples.jsonl consistent: rows after the checkpoint are dropped, a torn last line is ignored', () => {
+    const file = path.join(path.dirname(out), 'resumed-samples.jsonl');
+    const row = (step: number): SampleRow => ({ step, epoch: step / 2, index: 0, file: 'v.jsonl', line: 1, prompt: 'p', reference: 'r', output: 'o', stop_reason: 'stop', tokens: 1 });
+    new SamplesLog(file, null).append([row(0), row(2), row(4)]);
+    fs.appendFileSync(file, '{"step": 6, "epo'); // killed mid-write
+    const log = new SamplesLog(file, 2); // resumed from the step-2 checkpoint
+    expect(log.rows.map((r) => r.step)).toEqual([0, 2]);
+    log.append([row(4)]);
+    expect(readSamples(file).map((r) => r.step)).toEqual([0, 2, 4]);
   });
 
   it('summary.json uses snake_case keys throughout', () => {
