@@ -74,8 +74,12 @@ function unknownKeyMessage(key: string, allowed: readonly string[]): string {
   return guess ? `unknown key, did you mean "${guess}"?` : `unknown key (allowed: ${allowed.map((k) => `"${k}"`).join(', ')})`;
 }
 
-/** Text of a string content or of a list of text parts, joined the way the Gemma chat template joins them. */
-function readContent(v: unknown, present: boolean, at: JsonPath, issues: PathIssue[]): string | undefined {
+/**
+ * Text of a string content or of a list of text parts, as the Gemma chat template renders them: a user or assistant
+ * turn's parts each trimmed and joined with nothing between; a system message's first part as it is (the template
+ * reads no other, so more than one is a problem rather than a silent loss).
+ */
+function readContent(v: unknown, present: boolean, at: JsonPath, issues: PathIssue[], role: Role | undefined): string | undefined {
   const add = (path: JsonPath, message: string) => issues.push({ path, message });
   const checkText = (s: string, path: JsonPath): string | undefined => {
     if (s.length === 0) add(path, 'must not be empty');
@@ -100,7 +104,10 @@ function readContent(v: unknown, present: boolean, at: JsonPath, issues: PathIss
     for (const k of Object.keys(part)) if (k !== 'type' && k !== 'text') add([...p, k], unknownKeyMessage(k, ['type', 'text']));
   });
   if (issues.length > before) return undefined;
-  // The template renders each text part trimmed, with nothing between them.
+  if (role === 'system') {
+    if (texts.length > 1) { add(at, 'a system message takes one text part (the Gemma chat template reads only the first)'); return undefined; }
+    return checkText(texts[0], at);
+  }
   return checkText(texts.map((t) => t.trim()).join(''), at);
 }
 
@@ -142,7 +149,7 @@ export class MessageReader {
       const hint = typeof rawRole === 'string' ? ' (map other names with data.roles)' : '';
       issues.push({ path: [...at, keys.role], message: `expected ${ROLE_CHOICES}, got ${describeValue(rawRole)}${hint}` });
     }
-    const content = readContent(m[keys.content], keys.content in m, [...at, keys.content], issues);
+    const content = readContent(m[keys.content], keys.content in m, [...at, keys.content], issues, role);
 
     let train: boolean | undefined;
     for (const k of this.flagKeys) {

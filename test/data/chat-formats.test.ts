@@ -51,7 +51,7 @@ describe('ShareGPT', () => {
 
 describe('content parts', () => {
   const parts = { messages: [
-    { role: 'system', content: [{ type: 'text', text: 'Answer in French.' }] },
+    { role: 'system', content: [{ type: 'text', text: ' Answer in French. ' }] },
     { role: 'user', content: [{ type: 'text', text: ' Hello ' }, { type: 'text', text: 'there' }] },
     { role: 'assistant', content: [{ type: 'text', text: 'Bonjour.' }] },
   ] };
@@ -60,6 +60,7 @@ describe('content parts', () => {
     const r = parse(parts, 'messages');
     expect(r.issues).toEqual([]);
     expect(r.example!.messages![1].content).toBe('Hellothere'); // each part trimmed, nothing between: as the template
+    expect(r.example!.messages![0].content).toBe(' Answer in French. '); // a system part is used as it is
     // The template (run by @huggingface/jinja) given the raw content-part lists renders the same text.
     const raw = tok.renderChat(parts.messages as unknown as ChatMessage[]);
     expect(tok.renderChat(r.example!.messages!)).toBe(raw);
@@ -76,6 +77,9 @@ describe('content parts', () => {
       'd.jsonl:3: messages[0].content[1]: expected a content part {"type": "text", "text": ...}, got string',
       'd.jsonl:3: messages[0].content[2].text: missing (expected string)',
       'd.jsonl:3: messages[1].content: must not be empty',
+    ]);
+    expect(problems({ messages: [{ role: 'system', content: [{ type: 'text', text: 'A' }, { type: 'text', text: 'B' }] }, { role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Yo' }] }, 'messages')).toEqual([
+      'd.jsonl:3: messages[0].content: a system message takes one text part (the Gemma chat template reads only the first)',
     ]);
   });
 });
