@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { UsageError, UserError } from '../errors.ts';
 import { BACKEND_NAMES, type BackendName } from '../model/backend.ts';
 import { TRAIN_ON_MODES, type TrainOn } from '../data/labels.ts';
@@ -8,6 +8,7 @@ import { writeFileAtomic } from '../io/atomic.ts';
 import { failedGates, formatTable, parseGate, writeReport, type Gate } from '../eval/report.ts';
 import { RunDir } from '../io/run-dir.ts';
 import { makeProgressPrinter, progressMode } from '../eval/progress.ts';
+import { writeRunReport } from '../train/report-html.ts';
 
 interface EvalCliOptions {
   data?: string;
@@ -24,10 +25,10 @@ interface EvalCliOptions {
   failAbove: string[];
 }
 
-function positiveInt(v: string | undefined, flag: string): number | undefined {
+function positiveInt(v: string | number | undefined, flag: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (v.trim() === '' || !Number.isInteger(n) || n < 1) throw new UsageError(`${flag} must be a positive integer, got "${v}"`);
+  if (String(v).trim() === '' || !Number.isInteger(n) || n < 1) throw new UsageError(`${flag} must be a positive integer, got "${v}"`);
   return n;
 }
 
@@ -110,7 +111,11 @@ export function registerEval(program: Command): void {
       const runOut = o.out ? null : defaultReportPath(models);
       const out = o.out ?? runOut;
       if (out) await writeReport(out, report);
-      if (runOut) await writeFileAtomic(path.join(path.dirname(runOut), 'table.txt'), table + '\n'); // a run's eval/ keeps both
+      if (runOut) {
+        await writeFileAtomic(path.join(path.dirname(runOut), 'table.txt'), table + '\n'); // a run's eval/ keeps both
+        // report.html shows the new table; the eval itself succeeded even if the page cannot be written
+        await writeRunReport(new RunDir(path.dirname(path.dirname(runOut)))).catch((e: Error) => process.stderr.write(`warning: report.html not updated: ${e.message}\n`));
+      }
       if (o.json) {
         process.stderr.write(table + '\n');
         process.stdout.write(JSON.stringify(report, null, 2) + '\n');

@@ -6,7 +6,6 @@ import { presetConfig } from '../model/config.ts';
 import { RunDir } from '../io/run-dir.ts';
 import { saveCheckpoint } from '../model/checkpoint.ts';
 import { loadBaseWeights } from '../model/load.ts';
-import { writeFileAtomic } from '../io/atomic.ts';
 import { GGUF_DTYPES, exportGguf } from '../export/gguf-export.ts';
 import type { EmbeddingType, ExportSource, ExportSummary, GgufDtype } from '../export/gguf-export.ts';
 import { parseSamplingMode, writeModelfile } from '../export/ollama.ts';
@@ -20,6 +19,23 @@ interface ExportCliOptions {
   embeddings?: string;
   checkpoint?: string;
   sampling?: string;
+  json?: boolean;
+}
+
+/** What `export --json` prints: one object (snake_case keys). */
+interface ExportResult {
+  format: 'gguf' | 'safetensors';
+  dtype: string;
+  /** The .gguf file, or the safetensors folder. */
+  path: string;
+  bytes?: number;
+  tensors?: Record<string, number>;
+  bf16_bytes?: number;
+  compression_vs_bf16?: number;
+  embeddings?: string;
+  modelfile?: string;
+  /** The Modelfile carries the training data's system prompt as SYSTEM. */
+  modelfile_system?: boolean;
 }
 
 interface ResolvedSource {
@@ -71,13 +87,28 @@ function fmtBytes(n: number): string {
   return n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MiB` : `${(n / 1024).toFixed(1)} KiB`;
 }
 
-function printSummary(s: ExportSummary): void {
-  const counts = Object.entries(s.tensorCounts).map(([t, n]) => `${t} ${n}`).join(', ');
-  process.stdout.write(`wrote ${s.file}\n  size ${fmtBytes(s.bytes)} (${s.bytes} bytes)\n  tensors: ${counts}\n`);
-  process.stdout.write(`  compression vs bf16: ${(s.bf16Bytes / s.bytes).toFixed(2)}x (bf16 tensors would be ${fmtBytes(s.bf16Bytes)})\n`);
+function ggufResult(s: ExportSummary, dtype: string): ExportResult {
+  return { format: 'gguf', dtype, path: s.file, bytes: s.bytes, tensors: s.tensorCounts, bf16_bytes: s.bf16Bytes, compression_vs_bf16: Math.round((s.bf16Bytes / s.bytes) * 100) / 100 };
+}
+
+function printSummary(r: ExportResult, name: string): void {
+  if (r.format === 'safetensors') {
+    process.stdout.write(`wrote ${r.path} (HF checkpoint, ${r.dtype})\n`);
+    return;
+  }
+  const counts = Object.entries(r.tensors!).map(([t, n]) => `${t} ${n}`).join(', ');
+  process.stdout.write(`wrote ${r.path}\n  size ${fmtBytes(r.bytes!)} (${r.bytes} bytes)\n  tensors: ${counts}\n`);
+  process.stdout.write(`  compression vs bf16: ${r.compression_vs_bf16!.toFixed(2)}x (bf16 tensors would be ${fmtBytes(r.bf16_bytes!)})\n`);
+  if (r.modelfile) process.stdout.write(`  Ollama: ${r.modelfile} (ollama create ${name} -f ${r.modelfile})${r.modelfile_system ? '; SYSTEM = the training data\'s system prompt' : ''}\n`);
 }
 
 async function runExport(model: string, o: ExportCliOptions): Promise<void> {
+  const { result, name } = await exportModel(model, o);
+  if (o.json) process.stdout.write(JSON.stringify(result) + '\n');
+  else printSummary(result, name);
+}
+
+async function exportModel(model: string, o: ExportCliOptions): Promise<{ result: ExportResult; name: string }> {
   if (o.int4) {
     if (o.format !== 'gguf') throw new UsageError('--int4 writes GGUF; drop --format or use --format gguf');
     if (o.dtype) throw new UsageError('--int4 and --dtype are exclusive (--int4 = Q4_0 linears, --embeddings for token_embd)');
@@ -94,9 +125,7 @@ async function runExport(model: string, o: ExportCliOptions): Promise<void> {
     const s = await exportGguf(r.src, out, { dtype: 'int4', embeddings: emb, name: r.name });
     const mf = await writeModelfile(out, { runDir: r.runDir, generationConfig: r.src.generationConfig, sampling });
     for (const n of mf.notes) process.stderr.write(`note: ${n}\n`);
-    printSummary(s);
-    process.stdout.write(`  Ollama: ${mf.file} (ollama create ${r.name} -f ${mf.file})${mf.system ? '; SYSTEM = the training data\'s system prompt' : ''}\n`);
-    return;
+    return { result: { ...ggufResult(s, 'int4'), embeddings: emb, modelfile: mf.file, modelfile_system: !!mf.system }, name: r.name };
   }
   if (o.embeddings) throw new UsageError('--embeddings applies to --int4 only');
   if (o.sampling) throw new UsageError('--sampling applies to --int4 only (it sets the Modelfile\'s PARAMETERs)');
@@ -106,17 +135,16 @@ async function runExport(model: string, o: ExportCliOptions): Promise<void> {
     if (!(allowed as readonly string[]).includes(dtype)) throw new UsageError(`--dtype for --format gguf must be one of ${allowed.join(', ')}, got "${o.dtype}"`);
     const r = await resolveSource(model, o.checkpoint);
     const out = path.resolve(o.out ?? defaultOut(r, `${dtype}.gguf`));
-    printSummary(await exportGguf(r.src, out, { dtype, name: r.name }));
+    return { result: ggufResult(await exportGguf(r.src, out, { dtype, name: r.name }), dtype), name: r.name };
   } else if (o.format === 'safetensors') {
     const dtype = o.dtype ?? 'bf16';
     if (dtype !== 'bf16' && dtype !== 'f32') throw new UsageError(`--dtype for --format safetensors must be bf16 or f32, got "${dtype}"`);
     const r = await resolveSource(model, o.checkpoint);
     const out = path.resolve(o.out ?? (r.runDir ? path.join(new RunDir(r.runDir).exportDir, `hf-${dtype}`) : `${r.name}-hf-${dtype}`));
     await saveCheckpoint(out, { config: r.src.config, weights: r.src.weights, tokenizerDir: r.src.tokenizerDir, dtype, generationConfig: r.src.generationConfig });
-    process.stdout.write(`wrote ${out} (HF checkpoint, ${dtype})\n`);
-  } else {
-    throw new UsageError(`--format must be gguf or safetensors, got "${o.format}"`);
+    return { result: { format: 'safetensors', dtype, path: out }, name: r.name };
   }
+  throw new UsageError(`--format must be gguf or safetensors, got "${o.format}"`);
 }
 
 export function registerExport(program: Command): void {
@@ -131,6 +159,7 @@ export function registerExport(program: Command): void {
     .option('--checkpoint <name>', 'with a run directory: best (default), final, step-N or epoch-N')
     .option('--sampling <mode>', 'with --int4: Modelfile PARAMETERs: greedy (default, as eval) or generation-config')
     .option('--out <path>', 'output file (gguf) or directory (safetensors)')
+    .option('--json', 'print one JSON object on stdout (path, format, dtype, bytes, tensors, compression, Modelfile) instead of the summary')
     .action(async (model: string, o: ExportCliOptions) => {
       await runExport(model, o);
     });

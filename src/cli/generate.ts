@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { UsageError, UserError } from '../errors.ts';
 import { BACKEND_NAMES, type BackendName } from '../model/backend.ts';
 import { loadModel, renderPrompt } from '../model/load.ts';
@@ -10,19 +10,21 @@ import { llamaCppThreads } from '../eval/gguf-model.ts';
 interface GenerateCliOptions {
   prompt: string;
   system?: string;
-  maxNewTokens: string;
-  temperature: string;
+  /** Numbers when left at their defaults (so --help shows them as numbers), strings when given. */
+  maxNewTokens: string | number;
+  temperature: string | number;
   topK?: string;
   topP?: string;
-  seed: string;
+  seed: string | number;
   backend: string;
   threads?: string;
+  json?: boolean;
 }
 
-function numberOpt(v: string | undefined, flag: string, check: (n: number) => boolean, what: string): number | undefined {
+function numberOpt(v: string | number | undefined, flag: string, check: (n: number) => boolean, what: string): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || !check(n)) throw new UsageError(`${flag} must be ${what}, got "${v}"`);
+  if (String(v).trim() === '' || !Number.isFinite(n) || !check(n)) throw new UsageError(`${flag} must be ${what}, got "${v}"`);
   return n;
 }
 
@@ -54,7 +56,7 @@ export function parseGenerateOptions(o: GenerateCliOptions): ParsedGenerateOptio
 }
 
 /** Runs a .gguf file through llama.cpp (node-llama-cpp, prebuilt CPU binaries) with the same chat rendering. */
-async function generateGguf(file: string, o: ParsedGenerateOptions, write: (s: string) => void): Promise<void> {
+async function generateGguf(file: string, o: ParsedGenerateOptions, write: (s: string) => void): Promise<{ tokens: number; stopReason: 'stop' | 'length' }> {
   if (!fs.existsSync(file)) throw new UserError(`${file}: no such file`);
   let llamaCpp: typeof import('node-llama-cpp');
   try {
@@ -73,17 +75,19 @@ async function generateGguf(file: string, o: ParsedGenerateOptions, write: (s: s
     const streamer = new TextStreamer((ids) => model.detokenize(ids as never), write);
     const sequence = context.getSequence();
     let n = 0;
+    let stopReason: 'stop' | 'length' = 'length';
     for await (const tok of sequence.evaluate(tokens, {
       temperature: o.temperature,
       topK: o.topK,
       topP: o.topP,
       seed: o.seed,
     })) {
-      if (model.isEogToken(tok)) break;
+      if (model.isEogToken(tok)) { stopReason = 'stop'; break; }
       streamer.push(tok as number);
       if (++n >= o.maxNewTokens) break;
     }
     streamer.end();
+    return { tokens: n, stopReason };
   } finally {
     await context.dispose();
     await model.dispose();
@@ -97,25 +101,34 @@ export function registerGenerate(program: Command): void {
     .argument('<model>', 'run directory, HF checkpoint directory, hub id, preset:tiny / preset:gemma-3-270m, or FILE.gguf')
     .requiredOption('--prompt <text>', 'user message (rendered with the chat template)')
     .option('--system <text>', 'system prompt (merged into the first user turn, as the Gemma template does)')
-    .option('--max-new-tokens <n>', 'maximum number of generated tokens', '256')
-    .option('--temperature <t>', 'sampling temperature; 0 = greedy', '0')
+    .addOption(new Option('--max-new-tokens <n>', 'maximum number of generated tokens').default(256))
+    .addOption(new Option('--temperature <t>', 'sampling temperature; 0 = greedy').default(0))
     .option('--top-k <k>', 'top-k sampling (0 = off; default from generation_config.json when sampling)')
     .option('--top-p <p>', 'nucleus sampling (default from generation_config.json when sampling)')
-    .option('--seed <s>', 'sampling seed', '0')
+    .addOption(new Option('--seed <s>', 'sampling seed').default(0))
     .option('--backend <name>', `tfjs backend: ${BACKEND_NAMES.join(', ')}`, 'auto')
     .option('--threads <n>', 'CPU threads for llama.cpp when MODEL is a .gguf (default: the available cores)')
+    .option('--json', 'print one JSON object on stdout (model, backend, prompt, text, tokens, stop_reason) instead of streaming the text')
     .action(async (modelSpec: string, raw: GenerateCliOptions) => {
       const o = parseGenerateOptions(raw);
-      const write = (s: string) => { process.stdout.write(s); };
+      let text = '';
+      const write = raw.json ? (s: string) => { text += s; } : (s: string) => { process.stdout.write(s); };
+      const report = (backend: string, r: { tokens: number; stopReason: 'stop' | 'length' }) => {
+        if (!raw.json) { write('\n'); return; }
+        const out = {
+          model: modelSpec, backend, prompt: o.prompt, system: o.system ?? null, text, tokens: r.tokens, stop_reason: r.stopReason,
+          max_new_tokens: o.maxNewTokens, temperature: o.temperature, seed: o.seed,
+        };
+        process.stdout.write(JSON.stringify(out) + '\n');
+      };
       if (modelSpec.toLowerCase().endsWith('.gguf')) {
-        await generateGguf(modelSpec, o, write);
-        write('\n');
+        report('llama.cpp', await generateGguf(modelSpec, o, write));
         return;
       }
       const m = await loadModel(modelSpec, { backend: o.backend });
       process.stderr.write(`backend: ${m.backend}\n`);
       try {
-        await m.generate(o.prompt, {
+        const r = await m.generate(o.prompt, {
           system: o.system,
           maxNewTokens: o.maxNewTokens,
           temperature: o.temperature,
@@ -124,7 +137,7 @@ export function registerGenerate(program: Command): void {
           seed: o.seed,
           onText: write,
         });
-        write('\n');
+        report(m.backend, { tokens: r.ids.length, stopReason: r.stopReason });
       } finally {
         m.dispose();
       }

@@ -8,6 +8,8 @@ import { formatIssue, formatIssueList } from '../data/issues.ts';
 import { renderHighlighted } from '../data/show.ts';
 import { TRAIN_ON_MODES, TRUNCATION_MODES, type TrainOn, type Truncation } from '../data/labels.ts';
 import { EXAMPLE_FORMATS, type FormatOption } from '../data/formats.ts';
+import { DEFAULT_MAPPING, type MessageMapping } from '../data/messages.ts';
+import { messageMapping } from '../data/prepare.ts';
 import type { DataStats } from '../data/stats.ts';
 import type { TokenizedExample } from '../data/types.ts';
 import { collectOverride, loadRecipeWithSource } from '../recipe/recipe.ts';
@@ -76,12 +78,17 @@ export async function runValidate(files: string[], opts: ValidateOptions, io: Va
   let trainOn: TrainOn = 'assistant';
   let truncation: Truncation = 'truncate';
   let targets = files;
+  let messages: MessageMapping = DEFAULT_MAPPING;
   if (opts.recipe) {
     const { recipe, source } = loadRecipeWithSource(opts.recipe, opts.set ?? [], { checkPaths: false });
     ({ format, max_length: maxLength, train_on: trainOn, truncation } = recipe.data);
+    messages = messageMapping(recipe.data);
     if (targets.length === 0) {
       const shown = (abs: string, written?: string) => (written && !path.isAbsolute(written) ? path.relative(process.cwd(), abs) || abs : abs);
-      targets = [shown(recipe.data.train, source.written['data.train'])];
+      const train = recipe.data.train;
+      targets = typeof train === 'string'
+        ? [shown(train, source.written['data.train'])]
+        : train.map((f, i) => shown(f.path, source.written.train_files?.[i]));
       if (recipe.data.validation) targets.push(shown(recipe.data.validation, source.written['data.validation']));
     }
   } else if (opts.set?.length) {
@@ -103,7 +110,7 @@ export async function runValidate(files: string[], opts: ValidateOptions, io: Va
     reports.push(rep);
     try {
       rep.scan = await scanFile(file, getTok, {
-        format, maxLength, trainOn, truncation,
+        format, messages, maxLength, trainOn, truncation,
         onExample: (_p, r) => { if (r.example && rep.shown.length < show) rep.shown.push(r.example); },
       });
       rep.valid = rep.scan.issues.length === 0;
@@ -156,7 +163,7 @@ export function registerValidate(program: Command): void {
     .command('validate')
     .description('Check JSONL datasets line by line (every problem as FILE:LINE: path: message) and print token statistics')
     .argument('[files...]', "JSONL files to check (default with --recipe: the recipe's data.train and data.validation)")
-    .option('--recipe <file>', 'take data.format, data.max_length, data.train_on and data.truncation from this recipe')
+    .option('--recipe <file>', 'take the data settings (format, message keys and roles, max_length, train_on, truncation) from this recipe')
     .option('--set <key=value>', 'override a recipe key (dotted path, repeatable; needs --recipe)', collectOverride, [])
     .addOption(new Option('--format <format>', 'line format (default auto: detected per file)').choices(['auto', ...EXAMPLE_FORMATS]))
     .option('--max-length <n>', 'maximum tokens per example (default 512)', positiveInt('--max-length'))
@@ -167,6 +174,9 @@ export function registerValidate(program: Command): void {
     .addHelpText('after', `
 Formats (one JSON object per line):
   {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}]}   ("model" = "assistant")
+  {"conversations": [{"from": "system"|"human"|"gpt", "value": "..."}]}    (ShareGPT)
+     content may be a list of parts [{"type": "text", "text": "..."}]; "train": false / "weight": 0 on a message
+     leaves it out of the loss
   {"prompt": "...", "completion": "..."}   (or message lists; trains on the completion)
   {"text": "..."}                           (trains on every token)
 Exit codes: 0 every file valid, 1 a file is invalid or unreadable, 2 usage error.`)

@@ -49,13 +49,45 @@ function render(tok: GemmaTokenizer, msgs: ChatMessage[], addGenerationPrompt: b
   return tok.encode(tok.renderChat(msgs, { addGenerationPrompt }));
 }
 
-/** Which assistant messages are trained on, for `assistant` and `last`. Prompt/completion data trains on the completion only. */
+/**
+ * Which assistant messages are trained on. `assistant`: all of them; `last`: the final one; prompt/completion data:
+ * only those in the completion. A message's own flag (`train` / `weight`) wins: true adds it, false removes it.
+ */
 function trainedMessages(ex: ParsedExample, trainOn: 'assistant' | 'last'): number[] {
   const msgs = ex.messages ?? [];
   const from = ex.promptMessages ?? 0;
   const idx: number[] = [];
   for (let i = from; i < msgs.length; i++) if (msgs[i].role === 'assistant') idx.push(i);
-  return trainOn === 'last' ? idx.slice(-1) : idx;
+  const base = new Set(trainOn === 'last' ? idx.slice(-1) : idx);
+  const flags = ex.trainFlags ?? [];
+  return msgs.map((_, i) => i).filter((i) => msgs[i].role === 'assistant' && (flags[i] ?? base.has(i)));
+}
+
+/** Token span of assistant message `i`: its content and its <end_of_turn>, found by rendering prefixes. */
+function messageSpan(tok: GemmaTokenizer, msgs: ChatMessage[], ids: number[], i: number): SupervisedSpan {
+  const before = render(tok, msgs.slice(0, i), true);
+  const through = i === msgs.length - 1 ? ids : render(tok, msgs.slice(0, i + 1), false);
+  if (!isPrefix(before, through) || !isPrefix(through, ids)) {
+    throw new MaskError('the chat template tokenizes this conversation differently from its prefixes; cannot tell which tokens are the answer', i);
+  }
+  let eot = -1;
+  for (let k = through.length - 1; k >= before.length; k--) {
+    if (through[k] === tok.endOfTurnId) { eot = k; break; }
+  }
+  if (eot < 0) throw new MaskError('the chat template did not end this turn with <end_of_turn>', i);
+  return { start: before.length, end: eot + 1, message: i };
+}
+
+/** `span` minus the spans cut out of it (sorted, non-overlapping), as the pieces left. */
+function subtract(span: SupervisedSpan, cuts: SupervisedSpan[]): SupervisedSpan[] {
+  const out: SupervisedSpan[] = [];
+  let start = span.start;
+  for (const c of cuts) {
+    if (c.start > start) out.push({ start, end: c.start, message: span.message });
+    start = Math.max(start, c.end);
+  }
+  if (start < span.end) out.push({ start, end: span.end, message: span.message });
+  return out;
 }
 
 /** Full (untruncated) token ids of an example and its supervised spans. Throws MaskError if prefixes do not line up. */
@@ -66,22 +98,14 @@ export function encodeExample(ex: ParsedExample, tok: GemmaTokenizer, trainOn: T
   }
   const msgs = ex.messages ?? [];
   const ids = render(tok, msgs, false);
-  if (trainOn === 'all') return { ids, spans: [{ start: 1, end: ids.length, message: -1 }] };
-  const spans: SupervisedSpan[] = [];
-  for (const i of trainedMessages(ex, trainOn)) {
-    const before = render(tok, msgs.slice(0, i), true);
-    const through = i === msgs.length - 1 ? ids : render(tok, msgs.slice(0, i + 1), false);
-    if (!isPrefix(before, through) || !isPrefix(through, ids)) {
-      throw new MaskError('the chat template tokenizes this conversation differently from its prefixes; cannot tell which tokens are the answer', i);
-    }
-    let eot = -1;
-    for (let k = through.length - 1; k >= before.length; k--) {
-      if (through[k] === tok.endOfTurnId) { eot = k; break; }
-    }
-    if (eot < 0) throw new MaskError('the chat template did not end this turn with <end_of_turn>', i);
-    spans.push({ start: before.length, end: eot + 1, message: i });
+  if (trainOn === 'all') {
+    // Everything after <bos>, except the answers flagged `train: false`.
+    const excluded = msgs.map((_, i) => i).filter((i) => msgs[i].role === 'assistant' && ex.trainFlags?.[i] === false);
+    return { ids, spans: subtract({ start: 1, end: ids.length, message: -1 }, excluded.map((i) => messageSpan(tok, msgs, ids, i))) };
   }
-  return { ids, spans };
+  const trained = trainedMessages(ex, trainOn);
+  if (trained.length === 0) throw new MaskError('no assistant message is trained on (each one has train: false or weight: 0)');
+  return { ids, spans: trained.map((i) => messageSpan(tok, msgs, ids, i)) };
 }
 
 /** labels[i] = ids[i+1] when token i+1 lies in a span, else IGNORE_INDEX (the last position never has a target). */
@@ -158,6 +182,6 @@ export function tokenizeExample(ex: ParsedExample, tok: GemmaTokenizer, opts: La
     res.warnings.push({ ...at, message: `skipped: no supervised token left after truncation to max_length ${L}` });
     return res;
   }
-  res.example = { inputIds: ids, labels, file: ex.file, line: ex.line, truncated: res.truncated };
+  res.example = { inputIds: ids, labels, file: ex.file, line: ex.line, truncated: res.truncated, ...(ex.messages ? { messages: ex.messages } : {}) };
   return res;
 }

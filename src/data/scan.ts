@@ -7,10 +7,13 @@ import type { DataIssue } from './issues.ts';
 import { readJsonlLines } from './jsonl.ts';
 import { detectFormat, parseExample, parseJsonLine, undetectedIssue, type ExampleFormat, type FormatOption } from './formats.ts';
 import { tokenizeExample, type LabelOptions, type TokenizeResult } from './labels.ts';
+import { MessageReader, type MessageMapping } from './messages.ts';
 import { StatsAccumulator, type DataStats } from './stats.ts';
 
 export interface ScanOptions extends LabelOptions {
   format: FormatOption;
+  /** How chat messages are written (data.field_messages, message_property_mappings, roles, message_field_training). */
+  messages?: MessageMapping;
   /** File name shown in messages (default: the path as given). */
   displayName?: string;
   /** Keep every valid example's TokenizedExample in `examples` (default false: only count). */
@@ -36,6 +39,7 @@ export async function scanFile(source: string | Readable, tokenizer: TokenizerSo
   const getTok = () => (tok ??= (tokenizer as () => GemmaTokenizer)());
   const acc = new StatsAccumulator(file);
   const out: FileScan = { stats: acc.stats, issues: [], warnings: [], examples: [] };
+  const reader = new MessageReader(opts.messages);
   let fileFormat: ExampleFormat | null = opts.format === 'auto' ? null : opts.format;
   let formatLine = 0;
   const bad = (issues: DataIssue[]) => {
@@ -57,16 +61,16 @@ export async function scanFile(source: string | Readable, tokenizer: TokenizerSo
     if (issue) { bad([issue]); continue; }
     let format = fileFormat;
     if (opts.format === 'auto') {
-      const looks = detectFormat(value);
+      const looks = detectFormat(value, reader);
       if (looks && !fileFormat) { fileFormat = format = looks; formatLine = l.line; }
       else if (looks && looks !== fileFormat) {
         bad([{ file, line: l.line, message: `this line is in "${looks}" format but the file is in "${fileFormat}" format (detected on line ${formatLine}); use one format per file` }]);
         continue;
       }
     }
-    if (!format) { bad([undetectedIssue(value, file, l.line)]); continue; }
+    if (!format) { bad([undetectedIssue(value, file, l.line, reader)]); continue; }
 
-    const parsed = parseExample(value, format, file, l.line);
+    const parsed = parseExample(value, format, file, l.line, reader);
     if (!parsed.example) { bad(parsed.issues); continue; }
     const r = tokenizeExample(parsed.example, getTok(), opts);
     if (r.issues.length) { bad(r.issues); continue; }

@@ -10,6 +10,8 @@ export interface ParsedExample {
   text?: string;
   /** For prompt/completion data: number of leading messages that form the prompt. */
   promptMessages?: number;
+  /** Per-message training flags as written (`train` / `weight`), parallel to `messages`; absent when none is. */
+  trainFlags?: (boolean | undefined)[];
 }
 
 /** The label of a position that is not trained on (masked out of the loss), as in PyTorch's cross_entropy. */
@@ -23,4 +25,6 @@ export interface TokenizedExample {
   file: string;
   line: number;
   truncated: boolean;
+  /** The conversation it was rendered from (chat data only), e.g. for sample answers during training. */
+  messages?: ChatMessage[];
 }

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import type { GemmaTokenizer } from '../data/tokenizer.ts';
 import type { TrainOn, Truncation } from '../data/labels.ts';
 import type { FormatOption } from '../data/formats.ts';
+import type { MessageMapping } from '../data/messages.ts';
 import { scanFile } from '../data/scan.ts';
 import { displayPath, formatIssue } from '../data/issues.ts';
 import { UserError } from '../errors.ts';
@@ -16,6 +17,8 @@ export interface EvalDataOptions {
   maxLength?: number;
   truncation?: Truncation;
   format?: FormatOption;
+  /** How chat messages are written (a run's data.field_messages, message_property_mappings, roles, ...). */
+  messages?: MessageMapping;
   /** Keep only the first N examples. */
   maxExamples?: number;
 }
@@ -54,6 +57,7 @@ export async function loadEvalData(file: string, tokenizer: GemmaTokenizer, opts
   const limit = opts.maxExamples ?? Infinity;
   const scan = await scanFile(file, tokenizer, {
     format: opts.format ?? 'auto',
+    messages: opts.messages,
     maxLength: opts.maxLength ?? 512,
     trainOn: opts.trainOn ?? 'assistant',
     truncation: opts.truncation ?? 'truncate',

@@ -10,9 +10,10 @@ import { loadModel } from '../model/load.ts';
 import { presetConfig } from '../model/config.ts';
 import { GENERATION_METRICS, mean, metricsForReferences, scoreExample, type MetricName } from './metrics.ts';
 import { loadEvalData, type EvalData, type EvalDataOptions } from './data.ts';
+import { messageMapping } from '../data/prepare.ts';
+import type { MessageMapping } from '../data/messages.ts';
 import { tfjsEvalModel, type EvalModel } from './tfjs-model.ts';
 import { ggufEvalModel } from './gguf-model.ts';
-import type { EvalProgress } from './progress.ts';
 import { UsageError, UserError } from '../errors.ts';
 import { RunDir } from '../io/run-dir.ts';
 
@@ -32,6 +33,8 @@ export interface EvaluateOptions {
   trainOn?: TrainOn;
   /** Token limit for the loss (default: the run's data.max_length, else 512). */
   maxLength?: number;
+  /** How chat messages are written (default: the run's recipe data keys, else role/content or from/value). */
+  messages?: MessageMapping;
   backend?: BackendName;
   /** CPU threads for llama.cpp (.gguf models); default: all cores. */
   threads?: number;
@@ -78,6 +81,24 @@ export interface EvalReport {
   createdAt: string;
 }
 
+/** Where `evaluate` stands, for progress output (src/eval/progress.ts prints it). */
+export interface EvalProgress {
+  model: string;
+  runtime: string;
+  /** llama.cpp threads for a .gguf model (absent for tfjs). */
+  threads?: number;
+  /** 1-based position of this model among those evaluated, and their count. */
+  modelIndex: number;
+  modelCount: number;
+  /** Examples scored so far for this model, and how many there are. */
+  done: number;
+  total: number;
+  /** Seconds since this model's scoring started (loading excluded). */
+  elapsedS: number;
+  /** Set once, when the model is finished. */
+  result?: ModelResult;
+}
+
 /** A model to evaluate: a spec (run dir, HF dir, hub id, preset, .gguf file) or an already loaded EvalModel. */
 export type ModelInput = string | EvalModel;
 
@@ -86,7 +107,7 @@ export function isGgufSpec(spec: string): boolean {
 }
 
 /** A gemma-tune run directory → its resolved recipe's data settings, if readable. */
-export function runDataSettings(spec: string): { trainOn?: TrainOn; maxLength?: number; validation?: string; maxNewTokens?: number } | null {
+export function runDataSettings(spec: string): { trainOn?: TrainOn; maxLength?: number; validation?: string; maxNewTokens?: number; messages?: MessageMapping } | null {
   if (isGgufSpec(spec) || presetConfig(spec)) return null;
   const run = RunDir.open(spec);
   if (!run) return null;
@@ -100,6 +121,7 @@ export function runDataSettings(spec: string): { trainOn?: TrainOn; maxLength?: 
       validation: typeof d.validation === 'string' && d.validation ? path.resolve(dir, d.validation) : undefined,
       trainOn: (TRAIN_ON_MODES as readonly unknown[]).includes(d.train_on) ? (d.train_on as TrainOn) : undefined,
       maxLength: Number.isInteger(d.max_length) && (d.max_length as number) > 0 ? (d.max_length as number) : undefined,
+      messages: messageMapping(d as Parameters<typeof messageMapping>[0]),
     };
   } catch {
     return {};
@@ -193,7 +215,7 @@ export async function evaluate(models: ModelInput | ModelInput[], dataFile: stri
   const trainOn = opts.trainOn ?? firstRun.trainOn ?? 'assistant';
   const maxLength = opts.maxLength ?? firstRun.maxLength ?? 512;
   const maxNewTokens = opts.maxNewTokens ?? firstRun.maxNewTokens ?? 128;
-  const dataOpts: EvalDataOptions = { trainOn, maxLength, maxExamples: opts.maxExamples };
+  const dataOpts: EvalDataOptions = { trainOn, maxLength, maxExamples: opts.maxExamples, messages: opts.messages ?? firstRun.messages };
   // Fail on bad data before loading any model (loading the 270M model takes a while).
   let dataTokenizer: GemmaTokenizer = loadTokenizer();
   let data = await loadEvalData(dataFile, dataTokenizer, dataOpts);

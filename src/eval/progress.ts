@@ -1,23 +1,9 @@
 // What `eval` prints while it runs: on an interactive terminal a live line per model (examples done, elapsed, ETA),
 // and everywhere (CI, pipes, log files) one finished line per model with its time and headline metric.
-import type { EvalMetric, ModelResult } from './evaluate.ts';
+import type { EvalMetric, EvalProgress, ModelResult } from './evaluate.ts';
 
-export interface EvalProgress {
-  model: string;
-  runtime: string;
-  /** llama.cpp threads for a .gguf model (absent for tfjs). */
-  threads?: number;
-  /** 1-based position of this model among those evaluated, and their count. */
-  modelIndex: number;
-  modelCount: number;
-  /** Examples scored so far for this model, and how many there are. */
-  done: number;
-  total: number;
-  /** Seconds since this model's scoring started (loading excluded). */
-  elapsedS: number;
-  /** Set once, when the model is finished. */
-  result?: ModelResult;
-}
+export type { EvalProgress } from './evaluate.ts';
+
 
 export type ProgressMode = 'tty' | 'plain';
 

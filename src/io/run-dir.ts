@@ -7,7 +7,10 @@
 //   RUN/metrics.jsonl      one JSON row per logged train step and per evaluation
 //   RUN/summary.json       the outcome (best checkpoint, overfit verdict, losses, throughput, eval)
 //   RUN/loss.svg, loss.png the curves
-//   RUN/checkpoints/NAME/  HF checkpoint dirs (epoch-N, step-N, final) + optimizer.safetensors + trainer_state.json
+//   RUN/samples.jsonl      the sample answers at each evaluation (eval.samples)
+//   RUN/report.html        one self-contained page: recipe, curves, verdict, eval table, samples
+//   RUN/checkpoints/NAME/  HF checkpoint dirs (epoch-N, step-N, final) + trainer_state.json + optimizer.safetensors
+//                          (no optimizer file, and weightsOnly in the state, when save_optimizer_state is false)
 //   RUN/checkpoints/best   a relative symlink to the best NAME (or a file naming it), or a weights-only copy
 //   RUN/eval/              report.json + table.txt of `eval`
 //   RUN/export/            what `export` writes by default
@@ -82,6 +85,8 @@ export class RunDir {
   get summaryFile(): string { return path.join(this.root, 'summary.json'); }
   get lossSvg(): string { return path.join(this.root, 'loss.svg'); }
   get lossPng(): string { return path.join(this.root, 'loss.png'); }
+  get samplesFile(): string { return path.join(this.root, 'samples.jsonl'); }
+  get reportHtml(): string { return path.join(this.root, 'report.html'); }
   get checkpointsDir(): string { return path.join(this.root, 'checkpoints'); }
   get evalDir(): string { return path.join(this.root, 'eval'); }
   get exportDir(): string { return path.join(this.root, 'export'); }
@@ -151,6 +156,14 @@ export class RunDir {
     return out.sort((a, b) => b.step - a.step || (a.name === 'final' ? 1 : 0) - (b.name === 'final' ? 1 : 0));
   }
 
+  /** Checkpoints saved without optimizer state (training.save_optimizer_state: false), highest step first. */
+  weightsOnly(): ResumableCheckpoint[] {
+    return this.checkpointNames()
+      .map((name) => ({ name, dir: this.checkpoint(name), step: trainerStateStep(path.join(this.checkpoint(name), TRAINER_STATE_FILE), true) }))
+      .filter((c): c is ResumableCheckpoint => c.step !== null)
+      .sort((a, b) => b.step - a.step);
+  }
+
   /** The newest resumable checkpoint, or null. */
   latest(): ResumableCheckpoint | null {
     return this.resumable()[0] ?? null;
@@ -198,11 +211,11 @@ export class RunDir {
   }
 }
 
-/** globalStep of a trainer_state.json, or null when it is missing or unreadable (not a resume candidate). */
-function trainerStateStep(file: string): number | null {
+/** globalStep of a trainer_state.json, or null when it is missing, unreadable or weights-only (not a resume candidate). */
+function trainerStateStep(file: string, weightsOnly = false): number | null {
   try {
-    const v = JSON.parse(fs.readFileSync(file, 'utf8')) as { format?: unknown; globalStep?: unknown };
-    return v?.format === 1 && typeof v.globalStep === 'number' ? v.globalStep : null;
+    const v = JSON.parse(fs.readFileSync(file, 'utf8')) as { format?: unknown; globalStep?: unknown; weightsOnly?: unknown };
+    return v?.format === 1 && typeof v.globalStep === 'number' && (v.weightsOnly === true) === weightsOnly ? v.globalStep : null;
   } catch {
     return null;
   }

@@ -187,12 +187,16 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
   return { config, weights, tokenizerDir, generationConfig, dir, dtype, notes };
 }
 
+/** The dtypes a checkpoint's weights are saved in. */
+export const CHECKPOINT_DTYPES = ['f32', 'bf16'] as const;
+export type CheckpointDtype = (typeof CHECKPOINT_DTYPES)[number];
+
 export interface SaveCheckpointOptions {
   config: Gemma3Config;
   weights: TensorMap;
   /** Where tokenizer.json (required), tokenizer_config.json, chat_template.jinja, ... (if present) are copied from. */
   tokenizerDir: string;
-  dtype: 'bf16' | 'f32';
+  dtype: CheckpointDtype;
   /** Written as generation_config.json; default: the token ids from `config`. */
   generationConfig?: Record<string, unknown> | null;
   /** Extra string metadata for the safetensors header (format "pt" is always set). */

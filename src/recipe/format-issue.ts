@@ -79,6 +79,13 @@ export function issueMessages(issue: z.core.$ZodIssue, raw: unknown): PathMessag
       const op = issue.inclusive ? '≤' : '<';
       return [{ path, message: `must be ${op} ${issue.maximum}, got ${String(value)}` }];
     }
+    case 'invalid_union': {
+      // A value that may take several forms (data.train: a path or a list): report the form the value has.
+      if (value === undefined) return [{ path, message: 'required key is missing' }];
+      const fitting = issue.errors.filter((errs) => !errs.some((e) => e.code === 'invalid_type' && e.path.length === 0));
+      if (fitting.length === 1) return fitting[0].flatMap((e) => issueMessages({ ...e, path: [...path, ...e.path] } as z.core.$ZodIssue, raw));
+      return [{ path, message: `expected ${[...new Set(issue.errors.flatMap((errs) => errs.filter((e) => e.code === 'invalid_type').map((e) => TYPE_NAMES[(e as { expected: string }).expected] ?? (e as { expected: string }).expected)))].join(' or ')}, got ${describeValue(value)}` }];
+    }
     case 'invalid_format':
       return [{ path, message: `${issue.message}, got ${describeValue(value)}` }];
     default:

@@ -10,28 +10,46 @@ interface Def {
   innerType?: z.ZodType;
   element?: z.ZodType;
   shape?: Record<string, z.ZodType>;
+  /** union */
+  options?: z.ZodType[];
+  /** pipe (z.preprocess): the schema the value is checked against */
+  out?: z.ZodType;
 }
 
 const defOf = (s: z.ZodType): Def => (s as unknown as { _zod: { def: Def } })._zod.def;
 
-/** Strip default / prefault / nullable / optional wrappers. */
+/** Strip default / prefault / nullable / optional wrappers and preprocessing. */
 function unwrap(s: z.ZodType): z.ZodType {
   let cur = s;
   for (;;) {
     const d = defOf(cur);
-    if (!d.innerType || !['default', 'prefault', 'nullable', 'optional'].includes(d.type)) return cur;
-    cur = d.innerType;
+    if (d.type === 'pipe' && d.out) cur = d.out;
+    else if (d.innerType && ['default', 'prefault', 'nullable', 'optional'].includes(d.type)) cur = d.innerType;
+    else return cur;
   }
+}
+
+/** One step down from `s` along `seg`: an object's key, a list's element (also through a union's options). */
+function step(s: z.ZodType, seg: string | number): z.ZodType | null {
+  const d = defOf(unwrap(s));
+  if (d.type === 'object' && typeof seg === 'string' && d.shape && Object.hasOwn(d.shape, seg)) return d.shape[seg];
+  if (d.type === 'array' && typeof seg === 'number' && d.element) return d.element;
+  if (d.type === 'union' && d.options) {
+    for (const o of d.options) {
+      const next = step(o, seg);
+      if (next) return next;
+    }
+  }
+  return null;
 }
 
 /** The schema of the field at `path`, with its wrappers (so defaults and nullability are visible); null if no such key. */
 export function schemaAt(path: KeyPath): z.ZodType | null {
   let cur: z.ZodType = RecipeSchema;
   for (const seg of path) {
-    const d = defOf(unwrap(cur));
-    if (d.type === 'object' && typeof seg === 'string' && d.shape && Object.hasOwn(d.shape, seg)) cur = d.shape[seg];
-    else if (d.type === 'array' && typeof seg === 'number' && d.element) cur = d.element;
-    else return null;
+    const next = step(cur, seg);
+    if (!next) return null;
+    cur = next;
   }
   return cur;
 }

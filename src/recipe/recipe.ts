@@ -44,7 +44,10 @@ export function formatProblem(p: RecipeProblem): string {
 export interface RecipeSource {
   file: string;
   overrides: string[];
-  written: Partial<Record<'base_model' | 'data.train' | 'data.validation' | 'output_dir', string>>;
+  written: Partial<Record<'base_model' | 'data.train' | 'data.validation' | 'output_dir', string>> & {
+    /** The paths of a `data.train` list, as written. */
+    train_files?: string[];
+  };
 }
 
 export interface ParseOptions {
@@ -158,15 +161,24 @@ export function parseRecipeWithSource(
   const fail = (path: KeyPath, message: string) => problems.push(located.problem({ path, message }));
 
   // Data files.
-  for (const key of ['train', 'validation'] as const) {
-    const value = recipe.data[key];
-    if (value === null) continue;
-    written[`data.${key}`] = value;
-    const abs = resolvePath(base(['data', key]), value);
-    recipe.data[key] = abs;
-    if (options.checkPaths === false) continue;
-    if (!existsSync(abs)) fail(['data', key], `file not found: ${value}${value === abs ? '' : ` (looked at ${abs})`}`);
-    else if (statSync(abs).isDirectory()) fail(['data', key], `${value} is a directory, expected a JSONL file`);
+  const dataFile = (path: KeyPath, value: string, what: string): string => {
+    const abs = resolvePath(base(path), value);
+    if (options.checkPaths === false) return abs;
+    if (!existsSync(abs)) fail(path, `file not found: ${value}${value === abs ? '' : ` (looked at ${abs})`}`);
+    else if (statSync(abs).isDirectory()) fail(path, `${value} is a directory, expected a ${what}`);
+    return abs;
+  };
+  const train = recipe.data.train;
+  if (typeof train === 'string') {
+    written['data.train'] = train;
+    recipe.data.train = dataFile(['data', 'train'], train, 'JSONL file');
+  } else {
+    written.train_files = train.map((f) => f.path);
+    train.forEach((f, i) => { f.path = dataFile(['data', 'train', i, 'path'], f.path, 'JSONL file'); });
+  }
+  if (recipe.data.validation !== null) {
+    written['data.validation'] = recipe.data.validation;
+    recipe.data.validation = dataFile(['data', 'validation'], recipe.data.validation, 'JSONL file');
   }
 
   // Base model: preset, local folder, or hub id.

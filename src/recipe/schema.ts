@@ -5,7 +5,9 @@ import { z } from 'zod';
 
 import { BACKEND_NAMES } from '../model/backend.ts';
 import { PARAM_GROUPS } from '../model/params.ts';
+import { CHECKPOINT_DTYPES } from '../model/checkpoint.ts';
 import { EXAMPLE_FORMATS } from '../data/formats.ts';
+import { BUILTIN_ROLE_NAMES, ROLES } from '../data/messages.ts';
 import { TRAIN_ON_MODES, TRUNCATION_MODES } from '../data/labels.ts';
 import { EMBEDDING_SCHEMES, LINEAR_SCHEMES } from '../quant/grid.ts';
 
@@ -18,6 +20,7 @@ export const OPTIMIZERS = ['adamw'] as const;
 export const LR_SCHEDULERS = ['constant', 'constant_with_warmup', 'linear', 'cosine'] as const;
 export const STRATEGIES = ['epoch', 'steps', 'no'] as const;
 export const FREEZABLE = PARAM_GROUPS;
+export const SAVE_DTYPES = CHECKPOINT_DTYPES;
 export const QAT_SCHEMES = LINEAR_SCHEMES;
 export const QAT_EMBEDDINGS = EMBEDDING_SCHEMES;
 
@@ -26,11 +29,31 @@ export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]*$/;
 const positiveInt = () => z.int().min(1);
 const nonNegativeInt = () => z.int().min(0);
 
+/** One training file of a mix: `path`, or `{path, weight, max_examples}`. */
+export const TrainFileSchema = z.strictObject({
+  path: z.string().min(1),
+  // Times the file's examples are used per epoch (2: twice, 0.5: a seeded half).
+  weight: z.number().positive().default(1),
+  // Only the first N examples of the file.
+  max_examples: positiveInt().nullable().default(null),
+});
+
+const roleNames = () => z.array(z.string().min(1)).default([]);
+
 export const DataSchema = z.strictObject({
-  train: z.string().min(1),
+  // One JSONL file, or a list of files (each a path or a TrainFileSchema mapping) mixed by their weights.
+  train: z.union([z.string().min(1), z.array(z.preprocess((v) => (typeof v === 'string' ? { path: v } : v), TrainFileSchema)).min(1)]),
   validation: z.string().min(1).nullable().default(null),
   val_set_size: z.number().min(0).lt(1).default(0),
   format: z.enum(DATA_FORMATS).default('auto'),
+  // How chat messages are written, with Axolotl's key names (see data/messages.ts).
+  field_messages: z.string().min(1).default('messages'),
+  message_property_mappings: z.strictObject({
+    role: z.string().min(1).nullable().default(null),
+    content: z.string().min(1).nullable().default(null),
+  }).prefault({}),
+  roles: z.strictObject({ user: roleNames(), assistant: roleNames(), system: roleNames() }).prefault({}),
+  message_field_training: z.string().min(1).nullable().default(null),
   max_length: positiveInt().default(512),
   train_on: z.enum(TRAIN_ON).default('assistant'),
   truncation: z.enum(TRUNCATION).default('truncate'),
@@ -54,6 +77,11 @@ export const TrainingSchema = z.strictObject({
   eval_steps: positiveInt().nullable().default(null),
   save_strategy: z.enum(STRATEGIES).default('epoch'),
   save_steps: positiveInt().nullable().default(null),
+  // Keep only the newest N step/epoch checkpoints (plus best's and the newest resumable one); null keeps all.
+  save_total_limit: positiveInt().nullable().default(null),
+  // false: checkpoints hold the weights only (no AdamW state): a quarter of the disk, but not resumable.
+  save_optimizer_state: z.boolean().default(true),
+  save_dtype: z.enum(SAVE_DTYPES).default('f32'),
   logging_steps: positiveInt().default(1),
   freeze: z.array(z.enum(FREEZABLE)).default([]),
 });
@@ -73,6 +101,8 @@ export const QatSchema = z.strictObject({
 export const EvalSchema = z.strictObject({
   generate: z.boolean().default(false),
   max_new_tokens: positiveInt().default(128),
+  // Greedy answers to the first N validation prompts at every evaluation (samples.jsonl); 0 = none.
+  samples: nonNegativeInt().default(3),
 });
 
 const RecipeShape = z.strictObject({
@@ -102,6 +132,15 @@ export interface CrossFieldIssue {
 export function crossFieldIssues(r: RecipeShapeOut): CrossFieldIssue[] {
   const out: CrossFieldIssue[] = [];
   const t = r.training;
+  const claimed = new Map<string, string>();
+  for (const role of ROLES) for (const n of BUILTIN_ROLE_NAMES[role]) claimed.set(n, role);
+  for (const role of ROLES) {
+    r.data.roles[role].forEach((n, i) => {
+      const other = claimed.get(n);
+      if (other !== undefined && other !== role) out.push({ path: ['data', 'roles', role, i], message: `"${n}" already means "${other}"` });
+      else claimed.set(n, role);
+    });
+  }
   if (r.data.validation !== null && r.data.val_set_size > 0) {
     out.push({ path: ['data', 'val_set_size'], message: 'cannot be used together with data.validation (set one of them)' });
   }
@@ -117,6 +156,15 @@ export function crossFieldIssues(r: RecipeShapeOut): CrossFieldIssue[] {
         message: `only used with ${kind}_strategy "steps" (it is "${strategy}")`,
       });
     }
+  }
+  if (t.save_total_limit !== null && t.save_strategy === 'no') {
+    out.push({ path: ['training', 'save_total_limit'], message: 'has no effect with save_strategy "no" (no step or epoch checkpoints are saved)' });
+  }
+  if (t.save_dtype === 'bf16' && t.save_optimizer_state) {
+    out.push({
+      path: ['training', 'save_dtype'],
+      message: '"bf16" needs training.save_optimizer_state: false (a resumable checkpoint keeps the f32 weights training continues from)',
+    });
   }
   if (t.lr_scheduler === 'constant' && t.warmup_steps > 0) {
     out.push({

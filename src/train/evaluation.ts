@@ -8,6 +8,7 @@ import { evaluate as evaluateModels, type EvalMetric } from '../eval/evaluate.ts
 import { tfjsEvalModel } from '../eval/tfjs-model.ts';
 import { formatTable, writeReport } from '../eval/report.ts';
 import { evalLoss } from './step.ts';
+import { messageMapping } from '../data/prepare.ts';
 import type { ValRow } from './metrics.ts';
 import type { TrainingSetup } from './setup.ts';
 
@@ -73,7 +74,7 @@ export async function generationEval(s: TrainingSetup, file: string): Promise<En
   try {
     const em = tfjsEvalModel(s.model, s.tokenizer, { name: 'final', source: checkpoint, backend: s.backend });
     const report = await evaluateModels(em, file, {
-      maxNewTokens: recipe.eval.max_new_tokens, trainOn: recipe.data.train_on, maxLength: recipe.data.max_length,
+      maxNewTokens: recipe.eval.max_new_tokens, trainOn: recipe.data.train_on, maxLength: recipe.data.max_length, messages: messageMapping(recipe.data),
     });
     const out = path.join(s.run.evalDir, 'report.json');
     const table = formatTable(report);

@@ -16,6 +16,8 @@ import { trainStep, type TrainStepResult } from './step.ts';
 export interface LoopHooks {
   /** The validation row of the current weights. */
   evaluate(): ValRow;
+  /** After each evaluation is logged (sample answers). */
+  afterEval?(row: ValRow): Promise<void>;
   /** Redraw the loss curves. */
   plot(): Promise<void>;
   /** Seconds trained so far, resumed sessions included. */
@@ -42,7 +44,9 @@ export async function trainLoop(s: TrainingSetup, ck: RunCheckpoints, hooks: Loo
   // The starting point of the validation curve. Not an epoch evaluation: the overfit detector and `best` start
   // with the first evaluation after training steps (there is no checkpoint of step 0 to point at).
   if (st.globalStep === 0 && hasVal) {
-    metrics.emit(hooks.evaluate());
+    const row = hooks.evaluate();
+    metrics.emit(row);
+    await hooks.afterEval?.(row);
     await hooks.plot();
   }
   while (st.globalStep < s.totalSteps) {
@@ -72,7 +76,7 @@ export async function trainLoop(s: TrainingSetup, ck: RunCheckpoints, hooks: Loo
         st.windowsDone = 0;
       }
       const evalDue = (t.eval_strategy === 'epoch' && endOfEpoch) || (t.eval_strategy === 'steps' && st.globalStep % t.eval_steps! === 0);
-      const evalRow = hasVal && (evalDue || isLast) ? evaluate(s, hooks) : null;
+      const evalRow = hasVal && (evalDue || isLast) ? await evaluate(s, hooks) : null;
       const saveDue = (t.save_strategy === 'epoch' && endOfEpoch) || (t.save_strategy === 'steps' && st.globalStep % t.save_steps! === 0);
       await saveCheckpoints(s, ck, evalRow, saveDue);
       if (evalRow || saveDue) await hooks.plot();
@@ -122,10 +126,11 @@ function trainRow(s: TrainingSetup, res: TrainStepResult, intervalS: number, ela
 }
 
 /** An evaluation: logged, fed to the overfit detector (which may ask for early stopping). */
-function evaluate(s: TrainingSetup, hooks: LoopHooks): ValRow {
+async function evaluate(s: TrainingSetup, hooks: LoopHooks): Promise<ValRow> {
   const { recipe, state: st, overfit } = s;
   const row = hooks.evaluate();
   s.metrics.emit(row);
+  await hooks.afterEval?.(row);
   if (overfit.addEval(row.step, row.epoch, row.loss)) {
     const bestPath = st.best ? `; best checkpoint: ${checkpointPath(s, st.best.checkpoint)}` : '';
     s.reporter.note(`${overfit.verdict().message}${bestPath}${recipe.early_stopping.enabled ? ' — early stopping' : ' (advisory; training continues)'}`);
@@ -159,7 +164,10 @@ function diverged(s: TrainingSetup, ck: RunCheckpoints, res: TrainStepResult): L
 async function interrupted(s: TrainingSetup, ck: RunCheckpoints): Promise<LoopOutcome> {
   const step = s.state.globalStep;
   if (!ck.savedAtStep(step)) await ck.save(`step-${step}`);
-  const message = `interrupted at step ${step}; resumable checkpoint ${checkpointPath(s, ck.savedAtStep(step)!)}. ` +
-    'Continue with: gemma-tune train RECIPE --resume' + (s.explicitOutDir ? ` ${s.run.root}` : '');
+  const saved = checkpointPath(s, ck.savedAtStep(step)!);
+  const message = !ck.resumable
+    ? `interrupted at step ${step}; weights-only checkpoint ${saved} (training.save_optimizer_state: false, so it cannot be resumed)`
+    : `interrupted at step ${step}; resumable checkpoint ${saved}. ` +
+      'Continue with: gemma-tune train RECIPE --resume' + (s.explicitOutDir ? ` ${s.run.root}` : '');
   return { status: 'interrupted', message };
 }

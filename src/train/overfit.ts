@@ -11,15 +11,18 @@ export interface EvalPoint {
   trainLoss: number | null;
 }
 
+/** The verdict as summary.json stores it (snake_case keys, like the rest of the file). */
 export interface OverfitVerdict {
+  /** Validation loss rose `patience` evaluations in a row while training loss fell (the trend the guide warns of). */
   overfitting: boolean;
   /** The evaluation after which validation loss started to rise (null when not overfitting). */
-  began: { step: number; epoch: number; valLoss: number } | null;
+  began: { step: number; epoch: number; val_loss: number } | null;
   /** Detected at this evaluation (the `patience`-th rise). */
-  detectedAt: { step: number; epoch: number } | null;
-  best: { step: number; epoch: number; valLoss: number } | null;
-  /** The guide's 4-way reading of the last evaluation (validation vs training loss). */
+  detected_at: { step: number; epoch: number } | null;
+  best: { step: number; epoch: number; val_loss: number } | null;
+  /** The guide's reading of the gap at the last evaluation (validation vs training loss), which is not a trend. */
   reading: string | null;
+  /** One sentence with all of the above. */
   message: string;
 }
 
@@ -39,11 +42,13 @@ export interface OverfitState {
 export function readCurves(valLoss: number, trainLoss: number): string {
   const r = valLoss / trainLoss;
   if (!Number.isFinite(r) || trainLoss <= 0) return 'validation and training loss cannot be compared';
-  if (r > 1.5) return 'validation loss >> training loss: overfitting';
-  if (r > 1.05) return 'validation loss > training loss: some overfitting';
-  if (r >= 1 / 1.05) return 'validation loss ≈ training loss: balanced';
-  if (r >= 1 / 1.5) return 'validation loss < training loss: some underfitting';
-  return 'validation loss << training loss: underfitting';
+  const gap = (sign: string, guide: string | null) =>
+    `validation loss ${sign} training loss (${r.toFixed(2)}×)${guide ? `, which the guide reads as ${guide}` : ''}`;
+  if (r > 1.5) return gap('>>', 'overfitting');
+  if (r > 1.05) return gap('>', 'some overfitting');
+  if (r >= 1 / 1.05) return gap('≈', null) + ': balanced';
+  if (r >= 1 / 1.5) return gap('<', 'some underfitting');
+  return gap('<<', 'underfitting');
 }
 
 /** Live detector: feed every optimizer step's train loss and every evaluation, in order. Serialisable for resume. */
@@ -107,29 +112,31 @@ export function verdictFrom(
 ): OverfitVerdict {
   const finite = evals.filter((e) => Number.isFinite(e.loss));
   const bestEval = finite.length ? finite.reduce((a, b) => (b.loss < a.loss ? b : a)) : null;
-  const best = bestEval ? { step: bestEval.step, epoch: bestEval.epoch, valLoss: bestEval.loss } : null;
+  const best = bestEval ? { step: bestEval.step, epoch: bestEval.epoch, val_loss: bestEval.loss } : null;
   const last = evals[evals.length - 1];
   const reading = last && last.trainLoss !== null ? readCurves(last.loss, last.trainLoss) : null;
-  const bestText = best ? `best validation loss ${best.valLoss.toFixed(4)} at epoch ${fmtEpoch(best.epoch)} (step ${best.step})` : '';
+  const bestText = best ? `best validation loss ${best.val_loss.toFixed(4)} at epoch ${fmtEpoch(best.epoch)} (step ${best.step})` : '';
   if (evals.length === 0) {
-    return { overfitting: false, began: null, detectedAt: null, best: null, reading: null, message: 'no validation data, so overfitting cannot be judged' };
+    return { overfitting: false, began: null, detected_at: null, best: null, reading: null, message: 'no validation data, so overfitting cannot be judged' };
   }
+  // The trend decides the verdict; the gap at the last evaluation is told as what it is, so the two never contradict.
+  const gapText = reading ? `; at the last evaluation ${reading}` : '';
   if (!detected) {
     const msg = evals.length <= patience
-      ? `no overfitting seen (only ${evals.length} evaluation${evals.length === 1 ? '' : 's'}; ${patience} rises in a row are needed to call it); ${bestText}`
-      : `no overfitting: validation loss did not rise ${patience} evaluations in a row while training loss fell; ${bestText}`;
-    return { overfitting: false, began: null, detectedAt: null, best, reading, message: msg };
+      ? `no overfitting trend yet (only ${evals.length} evaluation${evals.length === 1 ? '' : 's'}; validation loss must rise ${patience} in a row while training loss falls)`
+      : `no overfitting trend: validation loss did not rise ${patience} evaluations in a row while training loss fell`;
+    return { overfitting: false, began: null, detected_at: null, best, reading, message: `${msg}${gapText}; ${bestText}` };
   }
   const b = evals[detected.beganIndex], d = evals[detected.detectedIndex];
   return {
     overfitting: true,
-    began: { step: b.step, epoch: b.epoch, valLoss: b.loss },
-    detectedAt: { step: d.step, epoch: d.epoch },
+    began: { step: b.step, epoch: b.epoch, val_loss: b.loss },
+    detected_at: { step: d.step, epoch: d.epoch },
     best,
     reading,
     message:
       `overfitting: validation loss rose ${patience} evaluations in a row from epoch ${fmtEpoch(b.epoch)} (step ${b.step}) ` +
-      `while training loss kept falling; ${bestText}`,
+      `while training loss kept falling${gapText}; ${bestText}`,
   };
 }
 

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Gemma3Config } from '../model/config.ts';
 import type { TensorMap } from '../util/tensors.ts';
-import { saveCheckpoint } from '../model/checkpoint.ts';
+import { saveCheckpoint, type CheckpointDtype } from '../model/checkpoint.ts';
 import { readSafetensors, writeSafetensors } from '../io/safetensors.ts';
 import { replaceDirAtomic, tempSibling, writeFileAtomic } from '../io/atomic.ts';
 import { OPTIMIZER_FILE, TRAINER_STATE_FILE as TRAINER_STATE } from '../io/run-dir.ts';
@@ -61,6 +61,8 @@ export interface TrainerState {
   earlyStopped: boolean;
   /** Number of examples in the training set (resume checks the data did not change size). */
   trainExamples: number;
+  /** The checkpoint holds the weights only (training.save_optimizer_state: false): it cannot be resumed. */
+  weightsOnly?: boolean;
 }
 
 export interface OptimizerSnapshot {
@@ -76,20 +78,25 @@ export interface TrainingCheckpoint {
   generationConfig?: Record<string, unknown> | null;
   optimizer?: OptimizerSnapshot | null;
   state: TrainerState;
+  /** training.save_optimizer_state: false: no optimizer state, and the trainer state says weightsOnly (not resumable). */
+  weightsOnly?: boolean;
+  /** dtype of model.safetensors (default f32; bf16 only for weights-only checkpoints). */
+  dtype?: CheckpointDtype;
 }
 
-/** Write checkpoint `dir` atomically: model (HF layout, f32) + optimizer + trainer state, all or nothing. */
+/** Write checkpoint `dir` atomically: model (HF layout) + optimizer + trainer state, all or nothing. */
 export async function saveTrainingCheckpoint(dir: string, ck: TrainingCheckpoint): Promise<void> {
   const tmp = tempSibling(dir);
   try {
-    await saveCheckpoint(tmp, { config: ck.config, weights: ck.weights, tokenizerDir: ck.tokenizerDir, dtype: 'f32', generationConfig: ck.generationConfig });
+    await saveCheckpoint(tmp, { config: ck.config, weights: ck.weights, tokenizerDir: ck.tokenizerDir, dtype: ck.dtype ?? 'f32', generationConfig: ck.generationConfig });
     if (ck.optimizer) {
       await writeSafetensors(path.join(tmp, OPTIMIZER_FILE), ck.optimizer.tensors, {
         dtype: 'f32',
         metadata: { gemma_tune: 'optimizer', meta: JSON.stringify(ck.optimizer.meta) },
       });
     }
-    await writeFileAtomic(path.join(tmp, TRAINER_STATE), JSON.stringify(ck.state, null, 1) + '\n');
+    const state = ck.weightsOnly ? { ...ck.state, weightsOnly: true } : ck.state;
+    await writeFileAtomic(path.join(tmp, TRAINER_STATE), JSON.stringify(state, null, 1) + '\n');
     await replaceDirAtomic(tmp, dir);
   } catch (e) {
     await fs.promises.rm(tmp, { recursive: true, force: true });

@@ -15,7 +15,8 @@ import { cpuKernels } from '../perf/native-matmul-kernel.ts';
 import { RunDir, type Manifest, type ResumableCheckpoint } from '../io/run-dir.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { loadTokenizer, type GemmaTokenizer } from '../data/tokenizer.ts';
-import { prepareData } from '../data/prepare.ts';
+import { prepareData, type SourceSummary } from '../data/prepare.ts';
+import { trainFiles } from '../data/mix.ts';
 import { IGNORE_INDEX, type TokenizedExample } from '../data/types.ts';
 import { Rng } from '../util/rng.ts';
 import { UserError } from '../errors.ts';
@@ -99,7 +100,7 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
   // Examples whose supervised part was cut off entirely by max_length teach nothing (prepareData warned about them).
   const train = prepared.train.filter(supervised);
   const val = prepared.val.filter(supervised);
-  if (train.length === 0) throw new UserError(`${recipe.data.train}: no training example has a supervised token left within data.max_length ${recipe.data.max_length}`);
+  if (train.length === 0) throw new UserError(`${typeof recipe.data.train === 'string' ? recipe.data.train : 'data.train'}: no training example has a supervised token left within data.max_length ${recipe.data.max_length}`);
   if (prior && prior.trainExamples !== train.length) {
     throw new UserError(`--resume: the checkpoint was trained on ${prior.trainExamples} examples, the data now has ${train.length}; resume needs the same data`);
   }
@@ -152,13 +153,18 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
     tokenizer, data: { train, val, valBatches, warnings: prepared.stats.warnings }, model, optimizer, trainable,
     stepsPerEpoch, totalSteps, state, rng, overfit, resumeFrom, manifest, metrics,
   };
-  announce(s, prepared.train.length - train.length + prepared.val.length - val.length);
+  announce(s, prepared.train.length - train.length + prepared.val.length - val.length, prepared.stats.sources);
   return s;
 }
 
 function resumableCheckpoint(run: RunDir): ResumableCheckpoint {
   if (!fs.existsSync(run.root)) throw new UserError(`--resume: run directory ${run.root} does not exist`);
   const latest = run.latest();
+  const weightsOnly = run.weightsOnly();
+  if (!latest && weightsOnly.length) {
+    throw new UserError(`--resume: the checkpoints of ${run.root} hold weights only (training.save_optimizer_state: false), so the run cannot be resumed; ` +
+      `start a new run from them instead (--set base_model=${run.root})`);
+  }
   if (!latest) throw new UserError(`--resume: ${run.root} has no resumable checkpoint (checkpoints/*/trainer_state.json)`);
   return latest;
 }
@@ -168,7 +174,7 @@ async function startManifest(
   presetHfConfig: unknown, baseDir: string | null,
 ): Promise<Manifest> {
   const startTime = new Date().toISOString();
-  const dataFiles: { role: 'train' | 'validation'; path: string }[] = [{ role: 'train', path: recipe.data.train }];
+  const dataFiles: { role: 'train' | 'validation'; path: string }[] = trainFiles(recipe.data.train).map((f) => ({ role: 'train', path: f.path }));
   if (recipe.data.validation) dataFiles.push({ role: 'validation', path: recipe.data.validation });
   const previous = resumeFrom ? run.readManifest() : null;
   return {
@@ -200,7 +206,7 @@ function freshState(rng: Rng, recipe: Recipe, trainExamples: number): TrainerSta
 }
 
 /** The start banner and the notes about what is left out. */
-function announce(s: TrainingSetup, unsupervised: number): void {
+function announce(s: TrainingSetup, unsupervised: number, sources: SourceSummary[]): void {
   const { recipe, reporter, data } = s;
   const t = recipe.training;
   const params = [...s.model.params.values()].reduce((a, v) => a + v.size, 0);
@@ -210,10 +216,20 @@ function announce(s: TrainingSetup, unsupervised: number): void {
     effectiveBatch: `${t.micro_batch_size} × ${t.gradient_accumulation_steps} accumulation`, runDir: s.run.root,
     resumedFrom: s.resumeFrom ? { checkpoint: s.resumeFrom.dir, step: s.resumeFrom.step } : null,
     qat: recipe.qat.enabled ? `${recipe.qat.scheme} fake-quant from step ${recipe.qat.start_step} (embeddings ${recipe.qat.embeddings})` : null,
+    checkpoints: checkpointPolicy(t),
+    mix: sources.length > 1 ? sources.map((f) => `${path.basename(f.file)} ${f.train}${f.weight === 1 ? '' : ` (×${f.weight})`}`).join(' + ') : null,
     warnings: data.warnings,
   });
   if (unsupervised > 0) reporter.note(`note: ${unsupervised} example(s) without a supervised token (cut off by max_length) are skipped`);
   if (data.val.length === 0 && t.eval_strategy !== 'no') reporter.note('note: no validation data (data.validation / data.val_set_size), so no val loss and no overfit verdict');
+}
+
+/** The banner's checkpoints line: when, in what form, how many are kept (and loudly: weights only is not resumable). */
+function checkpointPolicy(t: Recipe['training']): string {
+  const when = t.save_strategy === 'epoch' ? 'every epoch' : t.save_strategy === 'steps' ? `every ${t.save_steps} steps` : 'final only';
+  const what = t.save_optimizer_state ? `${t.save_dtype} with optimizer state (resumable)` : `weights only, ${t.save_dtype}: NOT resumable (training.save_optimizer_state: false)`;
+  const keep = t.save_total_limit !== null && t.save_strategy !== 'no' ? `, newest ${t.save_total_limit} kept + best` : '';
+  return `${when}, ${what}${keep}`;
 }
 
 /** Path of a checkpoint of this run, for messages. */

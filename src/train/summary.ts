@@ -60,9 +60,10 @@ export function endInfo(s: TrainingSetup, sum: Summary): EndInfo {
   const paths: [string, string][] = [
     ['run', run.root], ['metrics', run.metricsFile], ['plot', fs.existsSync(run.lossPng) ? `${run.lossSvg} (+ loss.png)` : run.lossSvg],
     ['checkpoints', run.checkpointsDir], ['final model', run.checkpoint('final')],
-    ['summary', run.summaryFile],
+    ['summary', run.summaryFile], ['report', run.reportHtml],
   ];
   if (sum.best) paths.splice(5, 0, ['best model', run.checkpoint('best')]);
+  if (fs.existsSync(run.samplesFile)) paths.splice(3, 0, ['samples', run.samplesFile]);
   if (sum.eval && 'report' in sum.eval) paths.push(['eval report', sum.eval.report]);
   return {
     status: sum.status === 'early_stopped' ? 'early stopped' : 'done', steps: sum.steps, epochs: sum.epochs,

@@ -20,6 +20,10 @@ export interface BannerInfo {
   runDir: string;
   resumedFrom?: { checkpoint: string; step: number } | null;
   qat?: string | null;
+  /** Several training files: what each contributes per epoch. */
+  mix?: string | null;
+  /** When checkpoints are saved, in what form, and how many are kept. */
+  checkpoints?: string | null;
   /** Data preparation warnings (dropped examples, turns cut at max_length); the first few are listed. */
   warnings?: string[];
 }
@@ -77,6 +81,23 @@ export function formatDuration(s: number): string {
   return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, '0')}m`;
 }
 
+/**
+ * The bar's epoch field: `2/5` (the epoch in progress) when the run is whole epochs; with max_steps ending inside an
+ * epoch, the fractional epoch: `0.33/0.67`.
+ */
+export function epochProgress(step: number, stepsPerEpoch: number, epochs: number): string {
+  if (Number.isInteger(epochs)) return `${Math.min(epochs, Math.floor(Math.max(0, step - 1) / stepsPerEpoch) + 1)}/${epochs}`;
+  return `${fmtEpoch(Math.round((step / stepsPerEpoch) * 100) / 100)}/${fmtEpoch(Math.round(epochs * 100) / 100)}`;
+}
+
+/** Time left at the rate of this session's steps so far, in whole seconds/minutes; `-` until it can be known. */
+export function etaText(stepsDone: number, secondsTaken: number, stepsLeft: number): string {
+  if (stepsLeft <= 0) return '0s';
+  const s = (secondsTaken / stepsDone) * stepsLeft;
+  if (!(stepsDone > 0) || !Number.isFinite(s) || s < 0) return '-';
+  return s < 60 ? `${Math.round(s)}s` : formatDuration(Math.round(s));
+}
+
 export function trainLine(r: TrainRow, totalSteps: number): string {
   return `step ${r.step}/${totalSteps}  epoch ${r.epoch.toFixed(2)}  loss ${num(r.loss)}  lr ${r.lr.toExponential(2)}  ` +
     `grad_norm ${num(r.grad_norm, 3)}  ${Math.round(r.tokens_per_s)} tok/s  ${formatDuration(r.elapsed_s)}`;
@@ -97,10 +118,11 @@ export function bannerText(b: BannerInfo): string {
   const lines = [
     `gemma-tune train → ${b.runDir}`,
     `  model     ${b.model} (${formatCount(b.params)} parameters)`,
-    `  data      ${b.trainExamples} train / ${b.valExamples} validation examples`,
+    `  data      ${b.trainExamples} train / ${b.valExamples} validation examples${b.mix ? ` (train = ${b.mix})` : ''}`,
     `  schedule  ${b.totalSteps} steps = ${fmtEpoch(b.epochs)} epoch(s) × ${b.stepsPerEpoch} steps, batch ${b.effectiveBatch}`,
     `  backend   ${b.backend}`,
   ];
+  if (b.checkpoints) lines.push(`  saving    ${b.checkpoints}`);
   if (b.qat) lines.push(`  qat       ${b.qat}`);
   if (b.resumedFrom) lines.push(`  resume    from ${b.resumedFrom.checkpoint} (step ${b.resumedFrom.step})`);
   const warnings = b.warnings ?? [];
@@ -155,7 +177,10 @@ export function makeReporter(mode: ReporterMode, streams: Streams = { out: proce
   // TTY: a single live bar; notes and eval lines are printed above it.
   let bar: cliProgress.SingleBar | null = null;
   let epochs = 0, stepsPerEpoch = 1, started = false;
-  const payload = { epoch: '-', loss: '-', val: '-', tps: '-' };
+  // The ETA is ours (cli-progress prints "NFs"/"NULLs" when its own estimate is not finite): steps of this session
+  // since this session's first train row.
+  let anchor: { step: number; elapsed: number } | null = null;
+  const payload = { epoch: '-', loss: '-', val: '-', tps: '-', eta_text: '-' };
   const stop = () => { if (bar && started) bar.stop(); started = false; };
   const above = (line: string) => {
     if (started) err.write('\r\x1b[K');
@@ -166,21 +191,23 @@ export function makeReporter(mode: ReporterMode, streams: Streams = { out: proce
       total = b.totalSteps; epochs = b.epochs; stepsPerEpoch = b.stepsPerEpoch;
       out.write(bannerText(b) + '\n');
       bar = new cliProgress.SingleBar({
-        format: 'epoch {epoch} |{bar}| step {value}/{total} | loss {loss} | val {val} | {tps} tok/s | ETA {eta_formatted}',
+        format: 'epoch {epoch} |{bar}| step {value}/{total} | loss {loss} | val {val} | {tps} tok/s | ETA {eta_text}',
         stream: err,
         hideCursor: true,
         etaBuffer: 20,
         barsize: 24,
       }, cliProgress.Presets.shades_classic);
       const start = b.resumedFrom?.step ?? 0;
-      bar.start(total, start, { ...payload, epoch: `${Math.min(epochs, Math.floor(start / stepsPerEpoch) + 1)}/${epochs}` });
+      bar.start(total, start, { ...payload, epoch: epochProgress(start + 1, stepsPerEpoch, epochs) });
       started = true;
     },
     row(r) {
       if (r.split === 'train') {
         payload.loss = num(r.loss);
         payload.tps = String(Math.round(r.tokens_per_s));
-        payload.epoch = `${Math.min(epochs, Math.floor((r.step - 1) / stepsPerEpoch) + 1)}/${epochs}`;
+        payload.epoch = epochProgress(r.step, stepsPerEpoch, epochs);
+        anchor ??= { step: r.step, elapsed: r.elapsed_s };
+        payload.eta_text = r.step > anchor.step ? etaText(r.step - anchor.step, r.elapsed_s - anchor.elapsed, total - r.step) : '-';
         if (started) bar!.update(r.step, payload);
       } else {
         payload.val = num(r.loss);

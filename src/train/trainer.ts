@@ -10,6 +10,8 @@ import { trainLoop } from './loop.ts';
 import { writeLossPlots } from './plot.ts';
 import { setup, type TrainOptions, type TrainingSetup } from './setup.ts';
 import { buildSummary, endInfo, type Summary } from './summary.ts';
+import { openSamples } from './samples.ts';
+import { writeRunReport } from './report-html.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 
 export type { TrainOptions } from './setup.ts';
@@ -22,14 +24,23 @@ export async function train(recipe: Parameters<typeof setup>[0], opts: TrainOpti
   const elapsed = () => s.state.elapsedS + (performance.now() - sessionStart) / 1000;
   const snapshot = () => ({ ...s.state, overfit: s.overfit.getState(), elapsedS: elapsed(), metricsRows: s.metrics.rows.length });
   const ck = new RunCheckpoints(s, snapshot);
-  const plot = () => plotCurves(s);
+  const samples = openSamples(s);
+  // report.html: rewritten with the curves (at every evaluation) and at the end; a failure to write it is only a note.
+  const report = async (summary?: Summary) => {
+    const live = summary ?? buildSummary(s, { status: 'running', message: null, elapsedS: elapsed(), int4: NO_INT4, eval: null });
+    await writeRunReport(s.run, { summary: live, metrics: s.metrics.rows, samples: samples?.log.rows ?? [] })
+      .catch((e: Error) => s.reporter.note(`warning: report.html not written: ${e.message}`));
+  };
+  const plot = async () => { await plotCurves(s); await report(); };
 
   let status: ExitStatus = 'running';
   let message: string | null = null;
   let endEval: EndEval | null = null;
   let thrown: unknown = null;
   try {
-    ({ status, message } = await trainLoop(s, ck, { evaluate: () => validationRow(s, elapsed()), plot, elapsed, onStep: opts.onStep, signal: opts.signal }));
+    ({ status, message } = await trainLoop(s, ck, {
+      evaluate: () => validationRow(s, elapsed()), afterEval: async () => { await samples?.take(); }, plot, elapsed, onStep: opts.onStep, signal: opts.signal,
+    }));
     if (status === 'completed' || status === 'early_stopped') {
       await ck.save('final');
       if (recipe.eval.generate && recipe.data.validation) endEval = await generationEval(s, recipe.data.validation);
@@ -43,7 +54,8 @@ export async function train(recipe: Parameters<typeof setup>[0], opts: TrainOpti
   s.metrics.close();
   const finished = status === 'completed' || status === 'early_stopped';
   const summary = buildSummary(s, { status, message, elapsedS: elapsed(), int4: int4Summary(s, finished), eval: endEval });
-  await finish(s, summary, plot);
+  await finish(s, summary, () => plotCurves(s));
+  await report(summary);
   s.model.dispose();
   s.optimizer.dispose?.();
   if (finished) s.reporter.end(endInfo(s, summary));
@@ -53,6 +65,8 @@ export async function train(recipe: Parameters<typeof setup>[0], opts: TrainOpti
   if (status === 'interrupted') throw new UserError(message!, 130);
   return summary;
 }
+
+const NO_INT4 = { qat: null, val_loss_int4_ptq: null, val_loss_int4_ptq_float: null };
 
 async function plotCurves(s: TrainingSetup): Promise<void> {
   await writeLossPlots(s.run.root, {

@@ -58,6 +58,8 @@ export const KEY_ALIASES: Record<string, Record<string, string>> = {
     output: 'output_dir',
     quantization: 'qat',
     early_stopping_patience: 'early_stopping.patience',
+    generate_samples: 'eval.samples',
+    save_only_model: 'training.save_optimizer_state',
   },
   data: {
     path: 'data.train',
@@ -71,6 +73,10 @@ export const KEY_ALIASES: Record<string, Record<string, string>> = {
     assistant_only_loss: 'data.train_on',
     completion_only_loss: 'data.train_on',
     train_on_inputs: 'data.train_on',
+    type: 'data.format',
+    conversation: 'data.format',
+    message_field_role: 'data.message_property_mappings',
+    message_field_content: 'data.message_property_mappings',
   },
   training: {
     num_train_epochs: 'training.num_epochs',
@@ -86,5 +92,11 @@ export const KEY_ALIASES: Record<string, Record<string, string>> = {
     output_dir: 'output_dir',
     max_length: 'data.max_length',
     max_seq_length: 'data.max_length',
+    save_only_model: 'training.save_optimizer_state',
+    save_safetensors: 'training.save_dtype',
+  },
+  eval: {
+    generate_samples: 'eval.samples',
+    num_samples: 'eval.samples',
   },
 };

@@ -34,7 +34,7 @@ const ALT = 'roles must alternate user/assistant, starting with user';
 const ROLES = '"user" | "assistant" | "system"';
 
 const corpus: [string, string[], Partial<ScanOptions>?][] = [
-  ['bad-role.jsonl', [`bad-role.jsonl:17: messages[2].role: expected ${ROLES}, got "bot"`]],
+  ['bad-role.jsonl', [`bad-role.jsonl:17: messages[2].role: expected ${ROLES}, got "bot" (map other names with data.roles)`]],
   ['invalid-json.jsonl', [
     "invalid-json.jsonl:1: invalid JSON: unexpected token ']'",
     'invalid-json.jsonl:2: invalid JSON: unterminated string at column 49',
@@ -56,7 +56,7 @@ const corpus: [string, string[], Partial<ScanOptions>?][] = [
     'wrong-types.jsonl:2: messages[0].content: expected string, got number',
     `wrong-types.jsonl:2: messages[1].role: expected ${ROLES}, got null`,
     'wrong-types.jsonl:3: messages[0]: expected object, got array',
-    'wrong-types.jsonl:4: messages[0].content: expected string, got array',
+    'wrong-types.jsonl:4: messages[0].content[0]: expected a content part {"type": "text", "text": ...}, got string',
   ]],
   ['missing-keys.jsonl', [
     'missing-keys.jsonl:1: messages[0].content: missing (expected string)',
@@ -68,7 +68,7 @@ const corpus: [string, string[], Partial<ScanOptions>?][] = [
     'unknown-keys.jsonl:1: id: unknown key (allowed: "messages")',
     'unknown-keys.jsonl:2: messages[0].content: missing (expected string)',
     'unknown-keys.jsonl:2: messages[0].contnet: unknown key, did you mean "content"?',
-    'unknown-keys.jsonl:2: messages[1].name: unknown key (allowed: "role", "content")',
+    'unknown-keys.jsonl:2: messages[1].name: unknown key (allowed: "role", "content", "train", "weight")',
   ]],
   ['empty-content.jsonl', [
     'empty-content.jsonl:1: messages[0].content: must not be empty',
@@ -99,8 +99,8 @@ const corpus: [string, string[], Partial<ScanOptions>?][] = [
     'mixed-formats.jsonl:3: this line is in "prompt_completion" format but the file is in "messages" format (detected on line 1); use one format per file',
   ]],
   ['unknown-format.jsonl', [
-    'unknown-format.jsonl:1: expected a "messages", "prompt"/"completion" or "text" key, got "input", "output"',
-    'unknown-format.jsonl:2: expected a "messages", "prompt"/"completion" or "text" key, got an empty object',
+    'unknown-format.jsonl:1: expected a "messages", "conversations", "prompt"/"completion" or "text" key, got "input", "output"',
+    'unknown-format.jsonl:2: expected a "messages", "conversations", "prompt"/"completion" or "text" key, got an empty object',
     'unknown-format.jsonl:4: messages: missing (expected array)',
     'unknown-format.jsonl:4: input: unknown key (allowed: "messages")',
     'unknown-format.jsonl:4: output: unknown key (allowed: "messages")',
@@ -182,7 +182,7 @@ describe('malformed corpus (real CLI)', () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
     expect(r.stderr).toBe([
-      `bad-role.jsonl:17: messages[2].role: expected ${ROLES}, got "bot"`,
+      `bad-role.jsonl:17: messages[2].role: expected ${ROLES}, got "bot" (map other names with data.roles)`,
       'bad-role.jsonl: invalid: 1 problem on 1 line',
       `not-alternating.jsonl:1: messages[1].role: expected "assistant" (${ALT}), got "user"`,
       `not-alternating.jsonl:2: messages[0].role: expected "user" (${ALT}), got "assistant"`,

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadTokenizer, type GemmaTokenizer } from '../../src/data/tokenizer.ts';
 import { prepareData, splitIndices, type DataSection } from '../../src/data/prepare.ts';
+import { weightedIndices } from '../../src/data/mix.ts';
 import { UserError } from '../../src/errors.ts';
 
 const ROOT = path.resolve(__dirname, '../..');
@@ -119,5 +120,45 @@ describe('prepareData', () => {
     expect(cut.length).toBe(r.stats.files[0].truncated);
     expect(cut.length).toBeGreaterThan(0);
     for (const x of cut) expect(x.inputIds).toHaveLength(50);
+  });
+});
+
+describe('a mix of training files (data.train as a list)', () => {
+  it('weightedIndices: whole copies for the integer part, a seeded sample for the fraction', () => {
+    expect(weightedIndices(4, 1, 42)).toEqual([0, 1, 2, 3]);
+    expect(weightedIndices(3, 2, 42)).toEqual([0, 1, 2, 0, 1, 2]);
+    const half = weightedIndices(10, 0.5, 42);
+    expect(half).toHaveLength(5);
+    expect(new Set(half).size).toBe(5);
+    expect(half).toEqual([...half].sort((a, b) => a - b));
+    expect(weightedIndices(10, 0.5, 42)).toEqual(half);
+    const other = [1, 2, 3].map((f) => JSON.stringify(weightedIndices(10, 0.5, 42, f)));
+    expect(new Set([JSON.stringify(half), ...other]).size).toBeGreaterThan(1);
+    const more = weightedIndices(10, 1.5, 42);
+    expect(more.slice(0, 10)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(more).toHaveLength(15);
+  });
+
+  it('two files: max_examples, weights, per-file stats and a per-file split, the same every time', async () => {
+    const share = path.join(dir, 'share.jsonl');
+    fs.writeFileSync(share, [1, 2, 3, 4].map((i) => JSON.stringify({ id: i, conversations: [{ from: 'human', value: `q${i}` }, { from: 'gpt', value: `a${i}` }] })).join('\n') + '\n');
+    const mix = section({ train: [{ path: path.join(NPC, 'train.jsonl'), weight: 1, max_examples: 10 }, { path: share, weight: 2.5, max_examples: null }] });
+    const r = await prepareData(mix, tok, 42);
+    expect(r.train).toHaveLength(10 + 10); // 10 + 4 × 2.5
+    expect(r.train.slice(0, 10).map((x) => x.line)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    const fromShare = r.train.slice(10).map((x) => x.line);
+    expect(fromShare.slice(0, 8)).toEqual([1, 2, 3, 4, 1, 2, 3, 4]);
+    expect(r.stats.files.map((f) => f.format)).toEqual(['messages', 'sharegpt']);
+    expect(r.stats.sources).toEqual([
+      { file: 'datasets/npc-martian/train.jsonl', weight: 1, examples: 10, train: 10, val: 0 },
+      { file: expect.stringContaining('share.jsonl'), weight: 2.5, examples: 4, train: 10, val: 0 },
+    ]);
+    expect((await prepareData(mix, tok, 42)).train).toEqual(r.train);
+
+    const split = await prepareData({ ...mix, val_set_size: 0.25 }, tok, 42);
+    expect(split.stats.sources.map((s) => [s.train, s.val])).toEqual([[7, 3], [8, 1]]); // ceil(10/4) and ceil(4/4) held out
+    expect(split.val).toHaveLength(4);
+    // the first file's split is the one a single-file recipe gets
+    expect(splitIndices(10, 0.25, 42).val.map((i) => i + 1)).toEqual(split.val.slice(0, 3).map((x) => x.line));
   });
 });

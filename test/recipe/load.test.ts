@@ -66,7 +66,7 @@ describe('bundled recipes', () => {
     it(`${f} loads, and its data files exist`, () => {
       const r = loadRecipe(join(root, 'recipes', f), [], { cwd: root });
       expect(r.name).toBe(f.replace(/\.yaml$/, ''));
-      expect(r.data.train.startsWith(join(root, 'datasets') + '/')).toBe(true);
+      expect(String(r.data.train).startsWith(join(root, 'datasets') + '/')).toBe(true);
       expect(r.output_dir).toBe(join(root, 'runs', r.name));
     });
   }

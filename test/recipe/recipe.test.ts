@@ -4,6 +4,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { RecipeError, parseRecipeWithSource, resolvedRecipeYaml } from '../../src/recipe/recipe.ts';
 import { RecipeSchema } from '../../src/recipe/schema.ts';
 import { errorOf, makeWorkspace, parseIn } from './helpers.ts';
+import { KEY_ALIASES } from '../../src/util/suggest.ts';
+import { schemaAt } from '../../src/recipe/introspect.ts';
 
 const { dir, recipeDir } = makeWorkspace();
 const MINIMAL = 'name: demo\ndata:\n  train: train.jsonl\n';
@@ -21,6 +23,10 @@ describe('defaults', () => {
         validation: null,
         val_set_size: 0,
         format: 'auto',
+        field_messages: 'messages',
+        message_property_mappings: { role: null, content: null },
+        roles: { user: [], assistant: [], system: [] },
+        message_field_training: null,
         max_length: 512,
         train_on: 'assistant',
         truncation: 'truncate',
@@ -43,12 +49,15 @@ describe('defaults', () => {
         eval_steps: null,
         save_strategy: 'epoch',
         save_steps: null,
+        save_total_limit: null,
+        save_optimizer_state: true,
+        save_dtype: 'f32',
         logging_steps: 1,
         freeze: [],
       },
       early_stopping: { enabled: false, patience: 2 },
       qat: { enabled: false, scheme: 'q4_0', start_step: 0, embeddings: 'q8_0' },
-      eval: { generate: false, max_new_tokens: 128 },
+      eval: { generate: false, max_new_tokens: 128, samples: 3 },
       output_dir: join(dir, 'runs', 'demo'),
     });
   });
@@ -88,6 +97,13 @@ training:
   });
 
   it('unknown key spelt as another toolkit spells it, or put in the wrong section', () => {
+    expect(msg(`${MINIMAL}training:\n  save_only_model: true\n`)).toBe(
+      'recipe.yaml:5: training.save_only_model: unknown key (did you mean "save_optimizer_state"?)',
+    );
+    expect(msg(`${MINIMAL}eval:\n  generate_samples: 3\n`)).toBe('recipe.yaml:5: eval.generate_samples: unknown key (did you mean "samples"?)');
+    for (const [section, aliases] of Object.entries(KEY_ALIASES)) {
+      for (const [name, target] of Object.entries(aliases)) expect(schemaAt(target.split('.')), `${section} ${name} → ${target}`).not.toBeNull();
+    }
     expect(msg(`${MINIMAL}training:\n  num_train_epochs: 3\n`)).toBe(
       'recipe.yaml:5: training.num_train_epochs: unknown key (did you mean "num_epochs"?)',
     );
@@ -125,7 +141,9 @@ training:
     expect(msg(`${MINIMAL}qat:\n  enabled: yes\n`)).toBe('recipe.yaml:5: qat.enabled: expected boolean (true or false), got string "yes"');
     expect(msg(`${MINIMAL}training: 5\n`)).toBe('recipe.yaml:4: training: expected mapping, got number 5');
     expect(msg(`${MINIMAL}training:\n  freeze: embeddings\n`)).toBe('recipe.yaml:5: training.freeze: expected list, got string "embeddings"');
-    expect(msg(`name: demo\ndata:\n  train: 7\n`)).toBe('recipe.yaml:3: data.train: expected string, got number 7');
+    expect(msg(`name: demo\ndata:\n  train: 7\n`)).toBe('recipe.yaml:3: data.train: expected string or list, got number 7');
+    expect(msg(`name: demo\ndata:\n  train:\n    - path: 7\n`)).toBe('recipe.yaml:4: data.train[0].path: expected string, got number 7');
+    expect(msg(`name: demo\ndata:\n  train:\n    - path: train.jsonl\n      wieght: 2\n`)).toBe('recipe.yaml:5: data.train[0].wieght: unknown key (did you mean "weight"?)');
   });
 
   it('wrong enum value, with a suggestion when one is close', () => {
@@ -167,7 +185,7 @@ training:
     expect(e.message.split('\n')).toEqual([
       'recipe.yaml: name: required key is missing',
       'recipe.yaml:1: seed: expected integer, got string "x"',
-      'recipe.yaml:4: data.format: expected one of "auto" | "messages" | "prompt_completion" | "text", got string "csv"',
+      'recipe.yaml:4: data.format: expected one of "auto" | "messages" | "sharegpt" | "prompt_completion" | "text", got string "csv"',
       'recipe.yaml:5: bogus: unknown key (valid keys: name, seed, base_model, backend, data, training, early_stopping, qat, eval, output_dir)',
     ]);
     expect((e as RecipeError).problems[2]).toEqual({ where: 'recipe.yaml:4', key: 'data.format', message: expect.stringContaining('expected one of') });

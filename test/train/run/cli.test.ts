@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readMetrics, type TrainRow } from '../../../src/train/metrics.ts';
+import { readSamples } from '../../../src/train/samples-file.ts';
 import { workspace } from './helpers.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
@@ -63,7 +64,7 @@ describe('gemma-tune train (CLI)', () => {
   it('the quickstart recipe trains (shortened), the loss falls, --json prints the rows', async () => {
     const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'gt-cli-')), 'run');
     const r = await run(['train', 'recipes/quickstart.yaml', '--out', out, '--json',
-      '--set', 'training.max_steps=2', '--set', 'training.micro_batch_size=2', '--set', 'data.max_length=64', '--set', 'training.logging_steps=1']);
+      '--set', 'training.max_steps=2', '--set', 'training.micro_batch_size=2', '--set', 'data.max_length=64', '--set', 'training.logging_steps=1', '--set', 'eval.max_new_tokens=4']);
     expect(r.stderr).toContain('preset:tiny');
     expect(r.code).toBe(0);
     const printed = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
@@ -73,11 +74,14 @@ describe('gemma-tune train (CLI)', () => {
     expect(train.map((x) => x.step)).toEqual([1, 2]);
     expect(train[1].loss).toBeLessThan(train[0].loss);
     expect(rows.filter((x) => x.split === 'val').map((x) => x.step)).toEqual([0, 2]);
-    for (const f of ['recipe.yaml', 'manifest.json', 'loss.svg', 'summary.json', 'checkpoints/final/model.safetensors', 'checkpoints/best/config.json']) {
+    for (const f of ['recipe.yaml', 'manifest.json', 'loss.svg', 'summary.json', 'samples.jsonl', 'report.html', 'checkpoints/final/model.safetensors', 'checkpoints/best/config.json']) {
       expect(fs.existsSync(path.join(out, f)), f).toBe(true);
     }
     expect(JSON.parse(fs.readFileSync(path.join(out, 'manifest.json'), 'utf8')).base_model.kind).toBe('preset');
     expect(r.stderr).toMatch(/done: 2 steps/);
+    // the quickstart's sample answers: its 3 prompts at step 0 and at the end
+    expect(readSamples(path.join(out, 'samples.jsonl')).map((x) => [x.step, x.index])).toEqual([[0, 0], [0, 1], [0, 2], [2, 0], [2, 1], [2, 2]]);
+    expect(r.stderr).toMatch(/samples at step 2 \(epoch [\d.]+\):\n {2}1\. /);
     expect(r.stderr).toContain('verdict');
   });
 

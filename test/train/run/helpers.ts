@@ -61,7 +61,7 @@ training:
   eval_strategy: epoch
   save_strategy: epoch
   logging_steps: 1
-${yamlExtra}`;
+${yamlExtra}\n${/^eval:/m.test(yamlExtra) ? '' : 'eval:\n  samples: 0\n'}`; // sample answers cost generation time: on when a test asks
   const recipeFile = path.join(dir, 'recipe.yaml');
   fs.writeFileSync(recipeFile, text);
   return {

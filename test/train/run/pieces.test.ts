@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { findOverfit, OverfitDetector, readCurves, verdictFrom, type EvalPoint } from '../../../src/train/overfit.ts';
 import { niceTicks, renderLossSvg, writeLossPlots } from '../../../src/train/plot.ts';
 import { MetricsWriter, readMetrics, truncateMetrics, type TrainRow, type ValRow } from '../../../src/train/metrics.ts';
-import { chooseMode, makeReporter, type EndInfo } from '../../../src/train/terminal.ts';
+import { chooseMode, epochProgress, etaText, makeReporter, type EndInfo } from '../../../src/train/terminal.ts';
 
 const ev = (step: number, loss: number, trainLoss: number | null): EvalPoint => ({ step, epoch: step / 5, loss, trainLoss });
 
@@ -19,11 +19,12 @@ describe('overfit detector', () => {
     expect(findOverfit(guide, 2)).toEqual({ beganIndex: 1, detectedIndex: 3 });
     const v = verdictFrom(guide, 2);
     expect(v.overfitting).toBe(true);
-    expect(v.began).toEqual({ step: 10, epoch: 2, valLoss: 3.580106 });
-    expect(v.detectedAt).toEqual({ step: 20, epoch: 4 });
-    expect(v.best).toEqual({ step: 10, epoch: 2, valLoss: 3.580106 });
+    expect(v.began).toEqual({ step: 10, epoch: 2, val_loss: 3.580106 });
+    expect(v.detected_at).toEqual({ step: 20, epoch: 4 });
+    expect(v.best).toEqual({ step: 10, epoch: 2, val_loss: 3.580106 });
     expect(v.message).toContain('from epoch 2 (step 10)');
-    expect(v.reading).toBe('validation loss >> training loss: overfitting');
+    expect(v.reading).toBe('validation loss >> training loss (12.17×), which the guide reads as overfitting');
+    expect(v.message).toContain(`; at the last evaluation ${v.reading}; best validation loss 3.5801 at epoch 2 (step 10)`);
     expect(findOverfit(guide, 3)).toEqual({ beganIndex: 1, detectedIndex: 4 });
     expect(findOverfit(guide, 4)).toBeNull();
   });
@@ -38,6 +39,10 @@ describe('overfit detector', () => {
     const healthy = verdictFrom([ev(1, 3, 3.2), ev(2, 2.5, 2.6), ev(3, 2.2, 2.1)], 2);
     expect(healthy.overfitting).toBe(false);
     expect(healthy.best?.step).toBe(3);
+    // No trend, but a gap: the message says both without contradicting itself (no bare "no overfitting").
+    const gap = verdictFrom([ev(1, 3, 3.2), ev(2, 2.5, 2.2)], 2);
+    expect(gap.message).toBe('no overfitting trend yet (only 2 evaluations; validation loss must rise 2 in a row while training loss falls); ' +
+      'at the last evaluation validation loss > training loss (1.14×), which the guide reads as some overfitting; best validation loss 2.5000 at epoch 0.40 (step 2)');
   });
 
   it('live detector averages train loss per eval interval and fires once; state round-trips', () => {
@@ -56,12 +61,12 @@ describe('overfit detector', () => {
     expect(fire).toEqual([false, false, false, true, false]);
     const st = d.getState();
     expect(st.evals.map((e) => e.trainLoss)).toEqual([4.5, 2.5, 1.45, 0.9, 0.45]);
-    expect(d.verdict().began).toEqual({ step: 4, epoch: 2, valLoss: 3.5 });
+    expect(d.verdict().began).toEqual({ step: 4, epoch: 2, val_loss: 3.5 });
   });
 
   it('reads the curves the guide way', () => {
     expect(readCurves(2, 1)).toMatch(/>> .*overfitting/);
-    expect(readCurves(1.2, 1)).toMatch(/^validation loss > training loss: some overfitting/);
+    expect(readCurves(1.2, 1)).toBe('validation loss > training loss (1.20×), which the guide reads as some overfitting');
     expect(readCurves(1, 1)).toMatch(/balanced/);
     expect(readCurves(0.8, 1)).toMatch(/some underfitting/);
     expect(readCurves(0.5, 1)).toMatch(/<< .*underfitting/);
@@ -188,5 +193,29 @@ describe('terminal output', () => {
     r.banner(banner); r.row(row); r.end(end);
     expect(out.text().trim().split('\n').map((l) => JSON.parse(l))).toEqual([row]);
     expect(err.text()).toContain('gemma-tune train');
+  });
+
+  it('TTY bar: the epoch field with max_steps inside an epoch, and an ETA that is never NaN/Inf', () => {
+    expect(epochProgress(1, 10, 2)).toBe('1/2');
+    expect(epochProgress(11, 10, 2)).toBe('2/2');
+    expect(epochProgress(2, 3, 2 / 3)).toBe('0.67/0.67'); // max_steps 2 of a 3-step epoch
+    expect(epochProgress(1, 3, 2 / 3)).toBe('0.33/0.67');
+    expect(etaText(4, 10, 6)).toBe('15s');
+    expect(etaText(2, 1, 100)).toBe('50s');
+    expect(etaText(1, 100, 100)).toBe('2h46m');
+    expect(etaText(0, 0, 5)).toBe('-');
+    expect(etaText(3, 0, 0)).toBe('0s');
+
+    const out = capture(), err = capture();
+    Object.assign(err.s, { isTTY: true, columns: 200 }); // cli-progress draws on terminals only
+    const r = makeReporter('tty', { out: out.s, err: err.s });
+    r.banner({ ...banner, epochs: 2 / 3, stepsPerEpoch: 3, totalSteps: 2 });
+    r.row({ ...row, step: 1, epoch: 1 / 3, elapsed_s: 1 });
+    r.row({ ...row, step: 2, epoch: 2 / 3, elapsed_s: 2.5 });
+    r.stop();
+    const bar = err.text();
+    expect(bar).toContain('epoch 0.67/0.67');
+    expect(bar).not.toMatch(/0\.666|NaN|Infinity|NF|NULL/);
+    expect(bar).toContain('ETA 0s');
   });
 });
