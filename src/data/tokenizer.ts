@@ -83,6 +83,7 @@ export class GemmaTokenizer {
   }
 
   decode(ids: number[], opts: { skipSpecialTokens?: boolean } = {}): string {
+    if (ids.length === 0) return ''; // the library throws on an empty list (a model that stops at once)
     return this.tokenizer.decode(ids, { skip_special_tokens: opts.skipSpecialTokens ?? false });
   }
 

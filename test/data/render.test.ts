@@ -83,6 +83,11 @@ describe('golden renderings', () => {
     });
   }
 
+  it('decodes no tokens (a model that stops at once) to the empty string', () => {
+    expect(tok.decode([])).toBe('');
+    expect(tok.decode([], { skipSpecialTokens: true })).toBe('');
+  });
+
   it('a dataset line goes through parsing ("model" alias) to the same ids', () => {
     const line = { messages: [{ role: 'user', content: 'Hello!' }, { role: 'model', content: 'Hi there.' }] };
     const { example } = parseExample(line, 'messages', 'x.jsonl', 1);
