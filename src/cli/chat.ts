@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { UsageError } from '../errors.ts';
 import { BACKEND_NAMES } from '../model/backend.ts';
 import { loadModel } from '../model/load.ts';
@@ -19,14 +19,14 @@ import { RunDir } from '../io/run-dir.ts';
 
 interface ChatCliOptions {
   system?: string;
-  maxNewTokens: string;
-  temperature: string;
+  maxNewTokens: string | number;
+  temperature: string | number;
   topK?: string;
   topP?: string;
-  seed: string;
+  seed: string | number;
   backend: string;
   threads?: string;
-  contextSize: string;
+  contextSize: string | number;
 }
 
 export interface ChatIo {
@@ -111,14 +111,14 @@ export function registerChat(program: Command): void {
     .description('Talk to a model in the terminal (run dir, HF dir, hub id, preset, or a .gguf file via llama.cpp)')
     .argument('<model>', 'run directory, HF checkpoint directory, hub id, preset:NAME, or FILE.gguf')
     .option('--system <text>', 'system prompt (default: the one the run trained with, or the SYSTEM of the Modelfile next to a .gguf; "" for none)')
-    .option('--max-new-tokens <n>', 'maximum tokens per reply', '256')
-    .option('--temperature <t>', 'sampling temperature; 0 = greedy (as eval)', '0')
+    .addOption(new Option('--max-new-tokens <n>', 'maximum tokens per reply').default(256))
+    .addOption(new Option('--temperature <t>', 'sampling temperature; 0 = greedy (as eval)').default(0))
     .option('--top-k <k>', 'top-k sampling (0 = off)')
     .option('--top-p <p>', 'nucleus sampling')
-    .option('--seed <s>', 'sampling seed (turn n uses seed + n)', '0')
+    .addOption(new Option('--seed <s>', 'sampling seed (turn n uses seed + n)').default(0))
     .option('--backend <name>', `tfjs backend: ${BACKEND_NAMES.join(', ')}`, 'auto')
     .option('--threads <n>', 'CPU threads for llama.cpp when MODEL is a .gguf')
-    .option('--context-size <n>', 'llama.cpp context size in tokens for a .gguf', '4096')
+    .addOption(new Option('--context-size <n>', 'llama.cpp context size in tokens for a .gguf').default(4096))
     .action(async (spec: string, raw: ChatCliOptions) => {
       const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY);
       await runChat(spec, raw, { input: process.stdin, output: process.stdout, info: process.stderr, interactive });

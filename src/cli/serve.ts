@@ -2,7 +2,7 @@
 // browser (llama.cpp in WebAssembly), with the chat template and system prompt of training and greedy decoding.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { UsageError, UserError } from '../errors.ts';
 import { readGgufScalars } from '../io/gguf-kv.ts';
 import { loadTokenizer } from '../data/tokenizer.ts';
@@ -10,16 +10,16 @@ import { startPageServer, type PageConfig } from '../export/web/server.ts';
 import { defaultSystemPrompt } from './chat.ts';
 
 interface ServeCliOptions {
-  port: string;
+  port: string | number;
   system?: string;
-  maxNewTokens: string;
-  contextSize: string;
-  threads: string;
+  maxNewTokens: string | number;
+  contextSize: string | number;
+  threads: string | number;
 }
 
-function intOpt(v: string, flag: string, min: number, max = Infinity): number {
+function intOpt(v: string | number, flag: string, min: number, max = Infinity): number {
   const n = Number(v);
-  if (v.trim() === '' || !Number.isInteger(n) || n < min || n > max) throw new UsageError(`${flag} must be an integer in [${min}, ${max === Infinity ? '∞' : max}], got "${v}"`);
+  if (String(v).trim() === '' || !Number.isInteger(n) || n < min || n > max) throw new UsageError(`${flag} must be an integer in [${min}, ${max === Infinity ? '∞' : max}], got "${v}"`);
   return n;
 }
 
@@ -58,11 +58,11 @@ export function registerServe(program: Command): void {
     .command('serve')
     .description('Serve a chat page on 127.0.0.1 that runs the exported Q4_0 GGUF in the browser (llama.cpp in WebAssembly)')
     .argument('<model>', 'run directory (uses export/model-q4_0.gguf) or FILE.gguf')
-    .option('--port <n>', 'port on 127.0.0.1 (0 = any free port)', '8080')
+    .addOption(new Option('--port <n>', 'port on 127.0.0.1 (0 = any free port)').default(8080))
     .option('--system <text>', 'system prompt (default: the one the run trained with, or the SYSTEM of the Modelfile next to a .gguf; "" for none)')
-    .option('--max-new-tokens <n>', 'maximum tokens per reply', '256')
-    .option('--context-size <n>', 'llama.cpp context size in the browser', '2048')
-    .option('--threads <n>', 'llama.cpp threads in the browser (0 = as many as the browser allows)', '0')
+    .addOption(new Option('--max-new-tokens <n>', 'maximum tokens per reply').default(256))
+    .addOption(new Option('--context-size <n>', 'llama.cpp context size in the browser').default(2048))
+    .addOption(new Option('--threads <n>', 'llama.cpp threads in the browser (0 = as many as the browser allows)').default(0))
     .action(async (spec: string, raw: ServeCliOptions) => {
       const port = intOpt(raw.port, '--port', 0, 65535);
       const opts = { system: raw.system, maxNewTokens: intOpt(raw.maxNewTokens, '--max-new-tokens', 1), contextSize: intOpt(raw.contextSize, '--context-size', 64), threads: intOpt(raw.threads, '--threads', 0, 64) };

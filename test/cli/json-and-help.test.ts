@@ -32,7 +32,7 @@ describe('--json', () => {
 
 describe('--help', () => {
   it('numeric defaults are shown as numbers', async () => {
-    for (const [cmd, shown] of [['generate', ['(default: 256)', '(default: 0)']], ['eval', ['(default: 128)']]] as const) {
+    for (const [cmd, shown] of [['generate', ['(default: 256)', '(default: 0)']], ['eval', ['else 128)']], ['chat', ['(default: 256)', '(default: 4096)']], ['serve', ['(default: 8080)', '(default: 2048)']]] as const) {
       const text = (await runCli([cmd, '--help'])).out.replace(/\s+/g, ' '); // help text wraps at the terminal width
       for (const s of shown) expect(text, cmd).toContain(s);
       expect(text, cmd).not.toMatch(/\(default: "\d+"\)/);
