@@ -92,7 +92,7 @@ export async function prepareData(data: DataSection, tokenizer: GemmaTokenizer, 
   const scans: FileScan[] = [await scanFile(data.train, tokenizer, { ...scanOpts, displayName: displayPath(data.train) })];
   if (valFile) scans.push(await scanFile(valFile, tokenizer, { ...scanOpts, displayName: displayPath(valFile) }));
   const issues: DataIssue[] = scans.flatMap((s) => s.issues);
-  if (issues.length) throw issuesError(issues, opts.maxListed ?? 20);
+  if (issues.length) throw issuesError(issues, opts.maxListed ?? 20, scans.reduce((a, s) => a + s.issueCount, 0));
 
   const trainAll = scans[0].examples;
   let train: TokenizedExample[];
