@@ -194,7 +194,7 @@ function freshState(rng: Rng, recipe: Recipe, trainExamples: number): TrainerSta
     stepsPerEpoch: 0, totalSteps: 0, lr: 0, tokensSeen: 0,
     log: { lossSum: 0, steps: 0, supervisedTokens: 0, tokens: 0 },
     overfit: new OverfitDetector(recipe.early_stopping.patience).getState(),
-    best: null, lastVal: null, lastTrainLoss: null, elapsedS: 0, metricsRows: 0, recipeSha256: '',
+    best: null, lastVal: null, lastTrainLoss: null, firstLoss: null, elapsedS: 0, metricsRows: 0, recipeSha256: '',
     earlyStopped: false, trainExamples,
   };
 }
