@@ -96,6 +96,24 @@ describe('resume', () => {
     expect(sha(path.join(ck, 'final', 'model.safetensors'))).toBe(sha(path.join(done, 'checkpoints', 'final', 'model.safetensors')));
   });
 
+  it('RunDir.resumable counts complete leftovers of an interrupted save (newest first), never incomplete ones', () => {
+    const run = path.join(ws.dir, 'leftovers');
+    const state = (dir: string, step: number | null) => {
+      fs.mkdirSync(path.join(run, 'checkpoints', dir), { recursive: true });
+      if (step !== null) fs.writeFileSync(path.join(run, 'checkpoints', dir, 'trainer_state.json'), JSON.stringify({ format: 1, globalStep: step }));
+    };
+    state('step-2', 2);
+    state('final.old-11-aaaaaaaa', 3);
+    state('final.tmp-11-bbbbbbbb', 6);
+    state('final.tmp-11-bbbbbbbb.tmp-11-cccccccc', null); // the model part of the save, unfinished
+    state('best.tmp-11-dddddddd', 9); // never a resume point
+    const rd = new RunDir(run);
+    expect(rd.resumable().map((c) => [c.name, c.step, c.restoreAs])).toEqual([
+      ['final.tmp-11-bbbbbbbb', 6, 'final'], ['final.old-11-aaaaaaaa', 3, 'final'], ['step-2', 2, undefined],
+    ]);
+    expect(rd.leftovers()).toEqual(['best.tmp-11-dddddddd', 'final.old-11-aaaaaaaa', 'final.tmp-11-bbbbbbbb', 'final.tmp-11-bbbbbbbb.tmp-11-cccccccc']);
+  });
+
   it('recovers a checkpoint whose save was killed between its renames (final.old-* + final.tmp-*)', async () => {
     const run = path.join(ws.dir, 'killed');
     copyRun(done, run);
