@@ -180,7 +180,8 @@ function checkOutDir(run: RunDir, resuming: boolean, overwrite: boolean): void {
   const at = RunDir.inspect(run.root);
   if (resuming) {
     if (at.kind === 'absent') throw new UserError(`--resume: run directory ${run.root} does not exist`);
-    if (at.kind !== 'run') throw new UserError(`--resume: ${run.root} is not a gemma-tune run directory (no checkpoints/, metrics.jsonl or manifest.json)`);
+    if (at.kind === 'file' || at.kind === 'foreign') throw new UserError(`--resume: ${run.root} is not a gemma-tune run directory (no checkpoints/, metrics.jsonl or manifest.json)`);
+    if (at.kind === 'empty') throw new UserError(`--resume: ${run.root} has no resumable checkpoint (checkpoints/*/trainer_state.json)`);
     return;
   }
   if (at.kind === 'file') throw new UserError(`${run.root} is a file; choose a folder for the run with --out DIR`);
