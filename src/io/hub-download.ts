@@ -310,12 +310,15 @@ export class HubDownloader {
         for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
           dog.kick();
           hash.update(chunk);
-          await fh.write(chunk);
+          await fh.write(chunk).catch((e: NodeJS.ErrnoException) => {
+            throw new UserError(`cannot write ${partial} (${e.code ?? e.message}) while downloading ${label}`); // disk full, …: no retry
+          });
           done += chunk.length;
           bar?.update(done);
         }
       }
     } catch (e) {
+      if (e instanceof UserError) throw e;
       const why = networkCause(e, dog.timedOut);
       const shown = dog.timedOut ? `no data for ${this.policy.timeoutMs / 1000} s` : why;
       throw new BodyInterrupted(shown, new UserError(`download of ${label} was interrupted at ${done} bytes (${shown}); run the command again to resume`));

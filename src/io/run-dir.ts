@@ -191,6 +191,24 @@ export class RunDir {
     return { name: c.restoreAs, dir, step: c.step };
   }
 
+  /**
+   * checkpoints/best lost by a save killed between its renames: put back the newest complete leftover (`best.tmp-*`,
+   * the new one, else `best.old-*`, the previous one). Returns its name, or null when best is there or nothing fits.
+   */
+  async restoreBest(): Promise<string | null> {
+    if (fs.lstatSync(this.checkpoint('best'), { throwIfNoEntry: false })) return null;
+    const complete = (n: string) => {
+      const p = this.checkpoint(n);
+      return fs.lstatSync(p).isSymbolicLink() || (fs.existsSync(path.join(p, 'config.json')) && fs.existsSync(path.join(p, MODEL_WEIGHTS_FILE)));
+    };
+    const mtime = (n: string) => fs.lstatSync(this.checkpoint(n)).mtimeMs;
+    const found = this.leftovers().filter((n) => /^best\.(tmp|old)-/.test(n) && complete(n))
+      .sort((a, b) => Number(b.startsWith('best.tmp-')) - Number(a.startsWith('best.tmp-')) || mtime(b) - mtime(a))[0];
+    if (!found) return null;
+    await replaceDirAtomic(this.checkpoint(found), this.checkpoint('best'));
+    return found;
+  }
+
   /** Leftovers of interrupted saves in checkpoints/ (names as tempSibling makes them). */
   leftovers(): string[] {
     if (!fs.existsSync(this.checkpointsDir)) return [];

@@ -121,6 +121,8 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
   let resumeFrom: ResumableCheckpoint | null = null;
   if (resume) {
     resumeFrom = await run.restore(resume.from);
+    const best = await run.restoreBest();
+    if (best) reporter.note(`note: restored checkpoints/best from ${best}, left by a save interrupted between its renames`);
     await removeLeftovers(run, reporter);
     if (prior?.best && prior.best.checkpoint !== 'best' && !run.best() && fs.existsSync(run.checkpoint(prior.best.checkpoint))) {
       await run.pointBestAt(prior.best.checkpoint); // checkpoints/best was lost with an interrupted save

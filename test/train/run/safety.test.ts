@@ -114,6 +114,20 @@ describe('resume', () => {
     expect(rd.leftovers()).toEqual(['best.tmp-11-dddddddd', 'final.old-11-aaaaaaaa', 'final.tmp-11-bbbbbbbb', 'final.tmp-11-bbbbbbbb.tmp-11-cccccccc']);
   });
 
+  it('RunDir.restoreBest puts back a best lost between renames (the newer .tmp), never an incomplete copy', async () => {
+    const run = path.join(ws.dir, 'best-leftovers');
+    const ck = path.join(run, 'checkpoints');
+    fs.mkdirSync(path.join(ck, 'best.tmp-12-cccccccc'), { recursive: true }); // a weights copy killed while being written
+    fs.writeFileSync(path.join(ck, 'best.tmp-12-cccccccc', 'config.json'), '{}');
+    const rd = new RunDir(run);
+    expect(await rd.restoreBest()).toBeNull();
+    fs.symlinkSync('step-2', path.join(ck, 'best.old-12-aaaaaaaa'));
+    fs.symlinkSync('step-4', path.join(ck, 'best.tmp-12-bbbbbbbb'));
+    expect(await rd.restoreBest()).toBe('best.tmp-12-bbbbbbbb');
+    expect(fs.readlinkSync(path.join(ck, 'best'))).toBe('step-4');
+    expect(await rd.restoreBest()).toBeNull(); // best is there now
+  });
+
   it('recovers a checkpoint whose save was killed between its renames (final.old-* + final.tmp-*)', async () => {
     const run = path.join(ws.dir, 'killed');
     copyRun(done, run);
