@@ -241,9 +241,11 @@ describe('locks shared with huggingface_hub', () => {
     const { flock } = createRequire(import.meta.url)('fs-ext') as { flock: (fd: number, f: string, cb: (e: Error | null) => void) => void };
     await new Promise<void>((r, j) => flock(fd, 'ex', (e) => (e ? j(e) : r())));
     const p = resolveModelDir(REPO);
-    await new Promise((r) => setTimeout(r, 600));
-    expect(cdnGets()).toHaveLength(0); // waiting for the lock
-    expect(stderr).toContain(`waiting for another process downloading ${REPO}/model.safetensors`);
+    const waiting = `waiting for another process downloading ${REPO}/model.safetensors`;
+    for (let i = 0; i < 400 && !stderr.includes(waiting); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(stderr).toContain(waiting);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(cdnGets()).toHaveLength(0); // still waiting for the lock
     await new Promise<void>((r, j) => flock(fd, 'un', (e) => (e ? j(e) : r())));
     fs.closeSync(fd);
     expect(weightsOk(await p)).toBe(true);
