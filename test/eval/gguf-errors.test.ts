@@ -19,9 +19,10 @@ const files: Record<string, string> = {};
 
 beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gt-gguf-err-'));
-  const config = parseConfig({ ...TINY_HF_CONFIG, num_hidden_layers: 1, layer_types: undefined }, 'test');
+  // Small widths and f16 keep the file at a few MB (the 262k-token embedding dominates it).
+  const config = parseConfig({ ...TINY_HF_CONFIG, num_hidden_layers: 1, layer_types: undefined, hidden_size: 16, intermediate_size: 32, head_dim: 8, query_pre_attn_scalar: 8 }, 'test');
   const good = path.join(dir, 'good.gguf');
-  await exportGguf({ config, weights: randomWeights(config, 1), tokenizerDir: defaultTokenizerDir() }, good, { dtype: 'f32' });
+  await exportGguf({ config, weights: randomWeights(config, 1), tokenizerDir: defaultTokenizerDir() }, good, { dtype: 'f16' });
   const bytes = fs.readFileSync(good);
   files.badMagic = path.join(dir, 'bad-magic.gguf');
   const bad = Buffer.from(bytes);
