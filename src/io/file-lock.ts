@@ -34,6 +34,8 @@ export interface LockOptions {
   onWait?: () => void;
   /** Poll interval while waiting (ms). */
   pollMs?: number;
+  /** Force a mechanism (tests of the fallback); default lockBackend(). */
+  backend?: 'flock' | 'lockfile';
 }
 
 /** Run `fn` holding the exclusive lock `lockPath` (a regular file, created if needed and left in place, as Python does). */
@@ -41,7 +43,7 @@ export async function withFileLock<T>(lockPath: string, fn: () => Promise<T>, op
   await fs.promises.mkdir(path.dirname(lockPath), { recursive: true });
   const fh = await fs.promises.open(lockPath, 'a', 0o664);
   try {
-    const flock = loadFlock();
+    const flock = opts.backend === 'lockfile' ? null : loadFlock();
     if (flock) {
       const call = (flags: 'exnb' | 'un') => new Promise<void>((resolve, reject) => flock(fh.fd, flags, (e) => (e ? reject(e) : resolve())));
       let waited = false;
