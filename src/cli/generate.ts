@@ -1,11 +1,11 @@
-import fs from 'node:fs';
 import { Option, type Command } from 'commander';
 import { UsageError, UserError } from '../errors.ts';
 import { BACKEND_NAMES, type BackendName } from '../model/backend.ts';
 import { loadModel, renderPrompt } from '../model/load.ts';
 import { TextStreamer } from '../model/generate.ts';
 import { loadTokenizer } from '../data/tokenizer.ts';
-import { llamaCppThreads } from '../eval/gguf-model.ts';
+import { checkGemma3Gguf, llamaCppThreads } from '../eval/gguf-model.ts';
+import { loadGgufModel } from '../eval/llama-cpp.ts';
 
 interface GenerateCliOptions {
   prompt: string;
@@ -57,17 +57,13 @@ export function parseGenerateOptions(o: GenerateCliOptions): ParsedGenerateOptio
 
 /** Runs a .gguf file through llama.cpp (node-llama-cpp, prebuilt CPU binaries) with the same chat rendering. */
 async function generateGguf(file: string, o: ParsedGenerateOptions, write: (s: string) => void): Promise<{ tokens: number; stopReason: 'stop' | 'length' }> {
-  if (!fs.existsSync(file)) throw new UserError(`${file}: no such file`);
-  let llamaCpp: typeof import('node-llama-cpp');
-  try {
-    llamaCpp = await import('node-llama-cpp');
-  } catch {
-    throw new UserError('running a .gguf model needs the package node-llama-cpp, which could not be loaded');
-  }
+  await checkGemma3Gguf(file);
   process.stderr.write('backend: llama.cpp (node-llama-cpp, cpu)\n');
-  const llama = await llamaCpp.getLlama({ gpu: false, build: 'never', usePrebuiltBinaries: true, skipDownload: true, logLevel: llamaCpp.LlamaLogLevel.error });
-  const model = await llama.loadModel({ modelPath: file });
-  const context = await model.createContext({ contextSize: 4096, threads: o.threads ?? llamaCppThreads() });
+  const { model } = await loadGgufModel(file);
+  const context = await model.createContext({ contextSize: 4096, threads: o.threads ?? llamaCppThreads() }).catch(async (e) => {
+    await model.dispose();
+    throw new UserError(`${file}: llama.cpp cannot create a context for it: ${(e as Error).message.split('\n')[0]}`);
+  });
   try {
     // The bundled Gemma 3 chat template renders the prompt; its leading <bos> is parsed as the special token.
     const text = renderPrompt(loadTokenizer(), o.prompt, o.system);

@@ -8,6 +8,7 @@ import { BACKENDS } from '../recipe/schema.ts';
 export interface TrainCliOptions {
   out?: string;
   resume?: string | true;
+  overwrite?: boolean;
   set?: string[];
   backend?: string;
   json?: boolean;
@@ -32,7 +33,7 @@ export async function runTrain(recipeFile: string, o: TrainCliOptions): Promise<
   };
   process.on('SIGINT', onSigint);
   try {
-    await train(recipe, { outDir: o.out, resume: o.resume, reporter, signal: controller.signal });
+    await train(recipe, { outDir: o.out, resume: o.resume, overwrite: o.overwrite, reporter, signal: controller.signal });
     return 0;
   } finally {
     process.off('SIGINT', onSigint);
@@ -46,13 +47,15 @@ export function registerTrain(program: Command): void {
     .argument('<recipe>', 'recipe YAML file (see recipes/quickstart.yaml)')
     .option('--out <dir>', 'run directory (default: the recipe\'s output_dir, i.e. runs/<name>)')
     .option('--resume [run_dir]', 'continue from the latest checkpoint of a run (default: the run directory of this recipe / --out)')
+    .option('--overwrite', 'replace the run already in the run directory (only what gemma-tune wrote there is removed)')
     .option('--set <key=value>', 'override a recipe key, e.g. --set training.learning_rate=1e-4 (repeatable)', collectOverride, [])
     .addOption(new Option('--backend <name>', 'tfjs backend (overrides the recipe)').choices([...BACKENDS]))
     .option('--json', 'print metrics rows as JSON lines on stdout (progress and summary go to stderr)')
     .addHelpText('after', `
 Writes into the run directory: recipe.yaml (resolved), manifest.json, metrics.jsonl, loss.svg/loss.png,
-checkpoints/{epoch-N|step-N,best,final}/ and summary.json. Exit codes: 0 done, 1 invalid input or
-training diverged (NaN/Inf), 2 usage error, 130 interrupted (resume with --resume).`)
+checkpoints/{epoch-N|step-N,best,final}/ and summary.json. The run directory must be new or empty, or a previous
+run: --resume continues it, --overwrite replaces it (other files in it are kept). Exit codes: 0 done, 1 invalid input or
+training diverged (NaN/Inf loss, or above 10 × the first loss + 10), 2 usage error, 130 interrupted (resume with --resume).`)
     .action(async (recipe: string, o: TrainCliOptions) => {
       process.exitCode = await runTrain(recipe, o);
     });

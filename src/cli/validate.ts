@@ -126,13 +126,14 @@ export async function runValidate(files: string[], opts: ValidateOptions, io: Va
     const scan = rep.scan!;
     if (!rep.valid) {
       for (const i of scan.issues) io.stderr(`${formatIssue(i)}\n`);
-      const lines = scan.stats.invalidLines;
-      io.stderr(`${rep.file}: invalid: ${scan.issues.length} problem${scan.issues.length === 1 ? '' : 's'} on ${lines} line${lines === 1 ? '' : 's'}\n`);
+      const n = scan.issueCount, lines = scan.stats.invalidLines;
+      if (n > scan.issues.length) io.stderr(`${rep.file}: ... and ${n - scan.issues.length} more problems (only the first ${scan.issues.length} are listed)\n`);
+      io.stderr(`${rep.file}: invalid: ${n} problem${n === 1 ? '' : 's'} on ${lines} line${lines === 1 ? '' : 's'}\n`);
     }
     if (opts.json || !rep.valid) return;
     {
       io.stdout(`${rep.file}: OK\n${statsTable(scan.stats, settings)}\n`);
-      if (scan.warnings.length) io.stdout(`  warnings:\n${formatIssueList(scan.warnings).replace(/^/gm, '    ')}\n`);
+      if (scan.warnings.length) io.stdout(`  warnings:\n${formatIssueList(scan.warnings, 20, scan.warningCount).replace(/^/gm, '    ')}\n`);
       for (const ex of rep.shown) {
         const sup = ex.labels.filter((l) => l !== IGNORE_INDEX).length;
         io.stdout(`\n--- ${ex.file}:${ex.line} (${ex.inputIds.length} tokens, ${sup} supervised${ex.truncated ? ', truncated' : ''}) ---\n`);

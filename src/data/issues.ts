@@ -30,16 +30,16 @@ export function formatPath(p: readonly PropertyKey[]): string {
 }
 
 /** The problems as lines, at most `cap` of them, then `... and N more`. */
-export function formatIssueList(issues: readonly DataIssue[], cap = 20): string {
+export function formatIssueList(issues: readonly DataIssue[], cap = 20, total = issues.length): string {
   const lines = issues.slice(0, cap).map(formatIssue);
-  if (issues.length > cap) lines.push(`... and ${issues.length - cap} more`);
+  if (total > Math.min(cap, issues.length)) lines.push(`... and ${total - Math.min(cap, issues.length)} more`);
   return lines.join('\n');
 }
 
-/** One UserError listing the problems (one per line, capped). */
-export function issuesError(issues: readonly DataIssue[], cap = 20): UserError {
-  const n = issues.length;
-  return new UserError(`invalid data (${n} problem${n === 1 ? '' : 's'}):\n${formatIssueList(issues, cap)}`);
+/** One UserError listing the problems (one per line, capped); `total` counts problems not kept in `issues`. */
+export function issuesError(issues: readonly DataIssue[], cap = 20, total = issues.length): UserError {
+  const n = total;
+  return new UserError(`invalid data (${n} problem${n === 1 ? '' : 's'}):\n${formatIssueList(issues, cap, total)}`);
 }
 
 /** How to show `file` in messages: relative to the working directory when it is inside it. */

@@ -1,20 +1,32 @@
-// Streaming JSONL reader: bytes are read in chunks and split on "\n", so memory stays bounded by the longest
-// line, whatever the file size. Each line is decoded on its own with a fatal UTF-8 decoder, so a bad byte is
-// reported with its line instead of silently becoming U+FFFD.
+// Streaming JSONL reader: bytes are read in chunks and split on "\n", so memory stays bounded by the line limit,
+// whatever the file size. Each line is decoded on its own with a fatal UTF-8 decoder, so a bad byte is reported
+// with its line instead of silently becoming U+FFFD.
 import fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import { UserError } from '../errors.ts';
+import { HeapGuard } from '../util/memory.ts';
+
+/**
+ * The longest line read (bytes): GEMMA_TUNE_MAX_LINE_BYTES, default 1 MiB (~250k tokens, 8× Gemma 3's context).
+ * Longer lines are reported, not held. The bound is this low because the Gemma tokenizer runs BPE over a whole text
+ * (its normalizer turns spaces into ▁, so nothing splits it) and needs ~500 bytes of memory per byte: a 4 MiB line
+ * took 2 GB.
+ */
+export function MAX_LINE_BYTES(env: NodeJS.ProcessEnv = process.env): number {
+  const v = env.GEMMA_TUNE_MAX_LINE_BYTES;
+  return v && /^\d+$/.test(v.trim()) && Number(v) > 0 ? Number(v) : 1 << 20;
+}
 
 export type JsonlLine =
   | { kind: 'text'; line: number; text: string }
   | { kind: 'blank'; line: number }
   | { kind: 'bad-utf8'; line: number; byte: number; offset: number }
-  | { kind: 'too-long'; line: number; bytes: number };
+  | { kind: 'too-long'; line: number; bytes: number; limit: number };
 
 export interface ReadJsonlOptions {
   /** Name used in error messages (default: the path). */
   displayName?: string;
-  /** Lines longer than this are reported, not held in memory (default 64 MiB). */
+  /** Lines longer than this are reported, not held in memory (default MAX_LINE_BYTES()). */
   maxLineBytes?: number;
   /** Read chunk size in bytes (default 64 KiB). */
   chunkBytes?: number;
@@ -43,7 +55,8 @@ export function checkReadable(file: string, name = file): void {
  */
 export async function* readJsonlLines(source: string | Readable, opts: ReadJsonlOptions = {}): AsyncGenerator<JsonlLine> {
   const name = opts.displayName ?? (typeof source === 'string' ? source : '<stream>');
-  const maxLine = opts.maxLineBytes ?? 64 * 1024 * 1024;
+  const maxLine = opts.maxLineBytes ?? MAX_LINE_BYTES();
+  const heap = new HeapGuard();
   let stream: Readable;
   if (typeof source === 'string') {
     checkReadable(source, name);
@@ -66,7 +79,8 @@ export async function* readJsonlLines(source: string | Readable, opts: ReadJsonl
     parts = [];
     partBytes = 0;
     tooLong = false;
-    if (wasTooLong) return { kind: 'too-long', line: lineNo, bytes: len };
+    if (lineNo % 256 === 0) heap.check();
+    if (wasTooLong) return { kind: 'too-long', line: lineNo, bytes: len, limit: maxLine };
     return decodeLine(bytes, lineNo, decoder);
   };
 

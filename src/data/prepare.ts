@@ -129,7 +129,7 @@ export async function prepareData(data: DataSection, tokenizer: GemmaTokenizer, 
   for (const f of files) scans.push(await scanFile(f.path, tokenizer, { ...scanOpts, displayName: displayPath(f.path) }));
   if (valFile) scans.push(await scanFile(valFile, tokenizer, { ...scanOpts, displayName: displayPath(valFile) }));
   const issues: DataIssue[] = scans.flatMap((s) => s.issues);
-  if (issues.length) throw issuesError(issues, opts.maxListed ?? 20);
+  if (issues.length) throw issuesError(issues, opts.maxListed ?? 20, scans.reduce((a, s) => a + s.issueCount, 0));
 
   const kept = (xs: (TokenizedExample | null)[]) => xs.filter((x): x is TokenizedExample => x !== null);
   const train: TokenizedExample[] = [];

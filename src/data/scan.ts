@@ -22,10 +22,17 @@ export interface ScanOptions extends LabelOptions {
   onExample?: (parsed: ParsedExample, result: TokenizeResult) => void;
 }
 
+/** Problems (and warnings) kept per file; the rest are only counted, so a file of bad lines cannot fill memory. */
+export const MAX_KEPT_ISSUES = 1000;
+
 export interface FileScan {
   stats: DataStats;
+  /** The first MAX_KEPT_ISSUES problems; `issueCount` counts them all. */
   issues: DataIssue[];
+  issueCount: number;
+  /** The first MAX_KEPT_ISSUES warnings; `warningCount` counts them all. */
   warnings: DataIssue[];
+  warningCount: number;
   /** With keepExamples: one entry per valid example in file order; null where the example was dropped. */
   examples: (TokenizedExample | null)[];
 }
@@ -38,12 +45,14 @@ export async function scanFile(source: string | Readable, tokenizer: TokenizerSo
   let tok: GemmaTokenizer | null = typeof tokenizer === 'function' ? null : tokenizer;
   const getTok = () => (tok ??= (tokenizer as () => GemmaTokenizer)());
   const acc = new StatsAccumulator(file);
-  const out: FileScan = { stats: acc.stats, issues: [], warnings: [], examples: [] };
+  const out: FileScan = { stats: acc.stats, issues: [], issueCount: 0, warnings: [], warningCount: 0, examples: [] };
   const reader = new MessageReader(opts.messages);
+  const keep = (into: DataIssue[], xs: DataIssue[]) => { for (const x of xs) if (into.length < MAX_KEPT_ISSUES) into.push(x); };
   let fileFormat: ExampleFormat | null = opts.format === 'auto' ? null : opts.format;
   let formatLine = 0;
   const bad = (issues: DataIssue[]) => {
-    out.issues.push(...issues);
+    keep(out.issues, issues);
+    out.issueCount += issues.length;
     acc.stats.invalidLines++;
   };
 
@@ -55,7 +64,7 @@ export async function scanFile(source: string | Readable, tokenizer: TokenizerSo
       bad([{ file, line: l.line, message: `not valid UTF-8 (byte 0x${hex} at byte ${l.offset} of the line); save the file as UTF-8` }]);
       continue;
     }
-    if (l.kind === 'too-long') { bad([{ file, line: l.line, message: `line is too long (${l.bytes} bytes)` }]); continue; }
+    if (l.kind === 'too-long') { bad([{ file, line: l.line, message: `line is longer than the ${fmtBytes(l.limit)} limit (${l.bytes} bytes; GEMMA_TUNE_MAX_LINE_BYTES raises it)` }]); continue; }
 
     const { value, issue } = parseJsonLine(l.text, file, l.line);
     if (issue) { bad([issue]); continue; }
@@ -74,15 +83,24 @@ export async function scanFile(source: string | Readable, tokenizer: TokenizerSo
     if (!parsed.example) { bad(parsed.issues); continue; }
     const r = tokenizeExample(parsed.example, getTok(), opts);
     if (r.issues.length) { bad(r.issues); continue; }
-    out.warnings.push(...(parsed.warnings ?? []), ...r.warnings);
+    const warnings = [...(parsed.warnings ?? []), ...r.warnings];
+    keep(out.warnings, warnings);
+    out.warningCount += warnings.length;
     acc.addExample(parsed.example, r);
     if (opts.keepExamples) out.examples.push(r.example ?? null);
     opts.onExample?.(parsed.example, r);
   }
   acc.stats.format = fileFormat;
   if (acc.stats.examples === 0 && acc.stats.invalidLines === 0) {
+    out.issueCount++;
     out.issues.push({ file, message: `no examples (only ${acc.stats.blankLines} blank line${acc.stats.blankLines === 1 ? '' : 's'})` });
   }
   out.stats = acc.finish();
   return out;
+}
+
+function fmtBytes(n: number): string {
+  if (n % (1 << 20) === 0) return `${n / (1 << 20)} MiB`;
+  if (n % 1024 === 0) return `${n / 1024} KiB`;
+  return `${n}-byte`;
 }

@@ -52,9 +52,42 @@ export function summarize(values: number[]): Summary | null {
   return { min: s[0], median: median(s), p95: percentile(s, 95), max: s[s.length - 1] };
 }
 
+/**
+ * Counts of whole numbers (tokens per example, turns per example): min, median, p95, max and total exactly as
+ * summarize() gives them from the sorted list, in memory that grows with the number of distinct values, not examples.
+ */
+export class Histogram {
+  private readonly counts = new Map<number, number>();
+  private n = 0;
+  private sum = 0;
+
+  add(v: number): void {
+    this.counts.set(v, (this.counts.get(v) ?? 0) + 1);
+    this.n++;
+    this.sum += v;
+  }
+
+  summary(): (Summary & { total: number }) | null {
+    if (this.n === 0) return null;
+    const keys = [...this.counts.keys()].sort((a, b) => a - b);
+    // The value at 0-based rank r of the sorted list.
+    const at = (r: number): number => {
+      let seen = 0;
+      for (const k of keys) {
+        seen += this.counts.get(k)!;
+        if (r < seen) return k;
+      }
+      return keys[keys.length - 1];
+    };
+    const n = this.n;
+    const med = n % 2 ? at((n - 1) / 2) : (at(n / 2 - 1) + at(n / 2)) / 2;
+    return { min: keys[0], median: med, p95: at(Math.max(1, Math.ceil(0.95 * n)) - 1), max: keys[keys.length - 1], total: this.sum };
+  }
+}
+
 export class StatsAccumulator {
-  private turnCounts: number[] = [];
-  private lengths: number[] = [];
+  private turnCounts = new Histogram();
+  private lengths = new Histogram();
   readonly stats: DataStats;
 
   constructor(file: string) {
@@ -69,10 +102,10 @@ export class StatsAccumulator {
     const s = this.stats;
     s.examples++;
     if (ex.messages) {
-      this.turnCounts.push(ex.messages.length);
+      this.turnCounts.add(ex.messages.length);
       for (const m of ex.messages) s.roles[m.role]++;
     }
-    if (r.fullLength > 0) this.lengths.push(r.fullLength);
+    if (r.fullLength > 0) this.lengths.add(r.fullLength);
     if (r.truncated) s.truncated++;
     if (r.dropped) s.dropped++;
     if (r.noSupervised) s.noSupervised++;
@@ -84,9 +117,9 @@ export class StatsAccumulator {
 
   finish(): DataStats {
     const s = this.stats;
-    s.turns = summarize(this.turnCounts);
-    const t = summarize(this.lengths);
-    s.tokens = t ? { ...t, total: this.lengths.reduce((a, b) => a + b, 0) } : null;
+    const turns = this.turnCounts.summary();
+    s.turns = turns && { min: turns.min, median: turns.median, p95: turns.p95, max: turns.max };
+    s.tokens = this.lengths.summary();
     return s;
   }
 }

@@ -78,7 +78,7 @@ export async function loadEvalData(file: string, tokenizer: GemmaTokenizer, opts
     },
   });
   if (scan.issues.length) {
-    const n = scan.issues.length;
+    const n = scan.issueCount;
     const more = n > 1 ? ` (and ${n - 1} more problem${n > 2 ? 's' : ''}; see gemma-tune validate ${shown})` : '';
     throw new UserError(`${formatIssue(scan.issues[0])}${more}`);
   }

@@ -8,22 +8,14 @@ import type { GemmaTokenizer } from '../data/tokenizer.ts';
 import { UserError } from '../errors.ts';
 import { IGNORE_INDEX } from '../data/types.ts';
 
-type LlamaCpp = typeof import('node-llama-cpp');
-
-async function importLlamaCpp(): Promise<LlamaCpp> {
-  try {
-    return await import('node-llama-cpp');
-  } catch {
-    throw new UserError('evaluating a .gguf model needs the package node-llama-cpp, which could not be loaded');
-  }
-}
+import { importLlamaCpp, loadGgufModel } from './llama-cpp.ts';
 
 /** Reads `general.architecture` from the header; anything but a Gemma 3 GGUF is a one-line UserError. */
 export async function checkGemma3Gguf(file: string): Promise<void> {
   const stat = fs.statSync(file, { throwIfNoEntry: false });
   if (!stat) throw new UserError(`${file}: no such file`);
   if (!stat.isFile()) throw new UserError(`${file}: not a file (expected a .gguf model file)`);
-  const { readGgufFileInfo } = await importLlamaCpp();
+  const { readGgufFileInfo } = await importLlamaCpp('reading a .gguf model');
   let arch: unknown;
   try {
     const ignoreKeys = ['tokens', 'scores', 'token_type', 'merges'].map((k) => `tokenizer.ggml.${k}`); // large; not needed here
@@ -73,9 +65,7 @@ export function threadsForLoad(cores: number, load1: number, ownCores = 0): numb
  */
 export async function ggufEvalModel(file: string, tokenizer: GemmaTokenizer, opts: GgufEvalOptions): Promise<EvalModel> {
   await checkGemma3Gguf(file);
-  const lc = await importLlamaCpp();
-  const llama = await lc.getLlama({ gpu: false, build: 'never', usePrebuiltBinaries: true, skipDownload: true, logLevel: lc.LlamaLogLevel.error });
-  const model = await llama.loadModel({ modelPath: file });
+  const { model } = await loadGgufModel(file);
   const vocabTokens = (model.fileInfo.metadata as { tokenizer?: { ggml?: { tokens?: unknown } } })?.tokenizer?.ggml?.tokens;
   const nVocab = Array.isArray(vocabTokens) ? vocabTokens.length : Infinity;
   const contextSize = Math.max(64, opts.contextSize);
@@ -88,7 +78,10 @@ export async function ggufEvalModel(file: string, tokenizer: GemmaTokenizer, opt
     flashAttention: false,
     experimentalKvCacheKeyType: 'F32',
     experimentalKvCacheValueType: 'F32',
-  }).catch(async (e) => { await model.dispose(); throw e; });
+  }).catch(async (e) => {
+    await model.dispose();
+    throw new UserError(`${file}: llama.cpp cannot create a context for it: ${(e as Error).message.split('\n')[0]}`);
+  });
   const sequence = context.getSequence();
   const checkIds = (ids: number[]) => {
     for (const id of ids) if (id >= nVocab) throw new UserError(`${file}: token id ${id} is outside the model's vocabulary (${nVocab}); was it exported from a Gemma 3 checkpoint?`);

@@ -8,7 +8,8 @@ import { UsageError } from '../errors.ts';
 
 function fmt(metric: EvalMetric, v: number | undefined): string {
   if (v === undefined) return '-';
-  if (!Number.isFinite(v)) return String(v);
+  if (Number.isNaN(v)) return 'n/a'; // never print NaN as a result
+  if (!Number.isFinite(v)) return v > 0 ? 'inf' : '-inf';
   if (metric === 'avg_length') return v.toFixed(1);
   if (metric === 'perplexity') return v >= 1000 ? v.toExponential(3) : v.toFixed(3);
   return v.toFixed(4);

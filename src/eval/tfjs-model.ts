@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { Gemma3Model } from '../model/gemma3.ts';
 import type { GemmaTokenizer } from '../data/tokenizer.ts';
 import { generateIds } from '../model/generate.ts';
+import { checkTokenIds } from '../model/load.ts';
 import { IGNORE_INDEX } from '../data/types.ts';
 
 /** What the evaluator needs from a model (tfjs or llama.cpp). */
@@ -81,8 +82,13 @@ export function tfjsEvalModel(model: Gemma3Model, tokenizer: GemmaTokenizer, inf
     source: info.source ?? null,
     runtime: `tfjs/${info.backend ?? tf.getBackend()}`,
     tokenizer,
-    exampleNll: (ids, labels) => sequenceNll(model, ids, labels),
+    async exampleNll(ids, labels) {
+      checkTokenIds(ids, model.config.vocabSize, info.source ?? null);
+      checkTokenIds(labels, model.config.vocabSize, info.source ?? null);
+      return sequenceNll(model, ids, labels);
+    },
     async generate(promptIds, maxNewTokens) {
+      checkTokenIds(promptIds, model.config.vocabSize, info.source ?? null);
       const r = await generateIds(model, promptIds, { maxNewTokens, stopIds: tokenizer.stopIds });
       return { ids: r.ids, text: tokenizer.decode(r.ids) };
     },

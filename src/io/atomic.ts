@@ -48,11 +48,13 @@ export async function replaceDirAtomic(tmpDir: string, finalDir: string): Promis
   const exists = await fs.promises.lstat(finalDir).then(() => true, () => false);
   if (!exists) {
     await fs.promises.mkdir(path.dirname(path.resolve(finalDir)), { recursive: true });
+    killPoint('move', finalDir);
     await fs.promises.rename(tmpDir, finalDir);
     return;
   }
   const aside = tempSibling(finalDir, 'old');
   await fs.promises.rename(finalDir, aside);
+  killPoint('aside', finalDir);
   try {
     await fs.promises.rename(tmpDir, finalDir);
   } catch (e) {
@@ -77,4 +79,15 @@ export async function writeDirAtomic(finalDir: string, build: (tmpDir: string) =
     await fs.promises.rm(tmp, { recursive: true, force: true });
     throw e;
   }
+}
+
+/**
+ * Fault injection for tests of crash recovery: GEMMA_TUNE_TEST_KILL=<point>:<name> kills this process with SIGKILL
+ * (no cleanup runs, as in a power cut or an OOM kill) when replaceDirAtomic reaches <point> for a directory named
+ * <name>: `aside` (the old copy moved aside, the new one not yet in place) or `move` (the new one about to be moved
+ * in where there was none).
+ */
+function killPoint(point: 'aside' | 'move', target: string): void {
+  const spec = process.env.GEMMA_TUNE_TEST_KILL;
+  if (spec && spec === `${point}:${path.basename(target)}`) process.kill(process.pid, 'SIGKILL');
 }

@@ -8,8 +8,14 @@ export const REQUIRED_FILES = ['config.json'];
 export const OPTIONAL_FILES = ['generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'chat_template.jinja'];
 export const WEIGHTS = 'model.safetensors';
 export const INDEX = 'model.safetensors.index.json';
-export const HEADERS_TIMEOUT_MS = 30_000;
 export const HUB_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*$/;
+/** A commit id as the Hub gives it (X-Repo-Commit, refs/<revision>): the only form used as a snapshot folder name. */
+export const COMMIT_ID = /^[0-9a-f]{40}$/;
+
+/** A revision (branch, tag, `refs/pr/1`, a commit) that is safe as a path under refs/: no `..`, no absolute path. */
+export function isSafeRevision(rev: string): boolean {
+  return /^[A-Za-z0-9_][\w.-]*(\/[A-Za-z0-9_][\w.-]*)*$/.test(rev) && !rev.includes('..') && rev.length <= 256;
+}
 
 export function envTrue(v: string | undefined): boolean {
   return v !== undefined && ['1', 'on', 'yes', 'true'].includes(v.trim().toLowerCase());
@@ -50,18 +56,25 @@ export function repoCacheDir(repo: string, cacheDir = hfCacheDir()): string {
   return path.join(cacheDir, 'models--' + repo.split('/').join('--'));
 }
 
-/** The cached snapshot for repo@revision and which of its required files are missing; null if none. */
-export function cachedSnapshot(cacheDir: string, repo: string, revision = 'main'): { dir: string; missing: string[] } | null {
+/**
+ * The cached snapshot for repo@revision and which of its required files are missing; null if none. Only a
+ * 40-hex commit id (the revision itself, or what refs/<revision> holds) is used as a folder name.
+ */
+export function cachedSnapshot(cacheDir: string, repo: string, revision = 'main'): { dir: string; commit: string; missing: string[] } | null {
   const repoDir = repoCacheDir(repo, cacheDir);
-  let commit = revision; // a commit hash, or a revision served without X-Repo-Commit (snapshots/<revision>)
-  try {
-    commit = fs.readFileSync(path.join(repoDir, 'refs', revision), 'utf8').trim();
-  } catch {
-    // no ref: use the revision itself
+  let commit: string | null = COMMIT_ID.test(revision) ? revision : null;
+  if (!commit && isSafeRevision(revision)) {
+    try {
+      const ref = fs.readFileSync(path.join(repoDir, 'refs', revision), 'utf8').trim();
+      if (COMMIT_ID.test(ref)) commit = ref;
+    } catch {
+      // no ref: nothing cached for this revision
+    }
   }
+  if (!commit) return null;
   const dir = path.join(repoDir, 'snapshots', commit);
-  if (!commit || !fs.existsSync(dir)) return null;
-  return { dir, missing: missingFiles(dir) };
+  if (!fs.existsSync(dir)) return null;
+  return { dir, commit, missing: missingFiles(dir) };
 }
 
 /** Required files a snapshot lacks (fs.existsSync follows symlinks: a dangling blob link counts as missing). */

@@ -1,11 +1,17 @@
 // Downloading one repo snapshot from the Hub into the HF cache, file by file (HEAD for metadata, then a
 // resumable GET), verified by size and sha256. The token is sent as a header to the Hub only and never printed.
+// Every name that becomes a path is checked (commit ids are 40 hex digits, blob names plain file names); each blob
+// is downloaded under huggingface_hub's lock (<cache>/.locks/models--org--name/<etag>.lock), so concurrent
+// downloads of a model (gemma-tune or Python) share one copy; requests retry with backoff (hub-http.ts).
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import cliProgress from 'cli-progress';
 import { UserError } from '../errors.ts';
-import { HEADERS_TIMEOUT_MS, INDEX, OPTIONAL_FILES, REQUIRED_FILES, WEIGHTS, repoCacheDir } from './hf-cache.ts';
+import { tempSibling, writeFileAtomic } from './atomic.ts';
+import { withFileLock } from './file-lock.ts';
+import { COMMIT_ID, INDEX, OPTIONAL_FILES, REQUIRED_FILES, WEIGHTS, repoCacheDir } from './hf-cache.ts';
+import { RETRY_STATUS, Watchdog, hubErrorText, hubHttpPolicy, networkCause, retryDelay, sleep } from './hub-http.ts';
 
 interface FileMeta {
   commit: string | null;
@@ -17,13 +23,42 @@ interface FileMeta {
 
 class NotFound extends Error {}
 
+/** The body of a download stopped (reset, stall): worth another try from where the partial file ends. */
+class BodyInterrupted extends Error {
+  constructor(readonly why: string, readonly userError: UserError) {
+    super(userError.message);
+  }
+}
+
 /** Downloads one repo snapshot into the cache, file by file (HEAD for metadata, then a resumable GET). */
 export class HubDownloader {
   private readonly repoDir: string;
   private commit: string | null = null;
+  private readonly policy = hubHttpPolicy();
 
   constructor(private readonly o: { repo: string; revision: string; cacheDir: string; endpoint: string; token: string | null; progress: boolean }) {
     this.repoDir = repoCacheDir(o.repo, o.cacheDir);
+  }
+
+  /** The commit the revision points at on the Hub now (one HEAD of config.json). */
+  async resolveCommit(): Promise<string> {
+    const file = REQUIRED_FILES[0];
+    try {
+      return this.checkCommit((await this.head(file)).commit);
+    } catch (e) {
+      if (e instanceof NotFound) throw new UserError(`model ${this.o.repo} (revision ${this.o.revision}) has no ${file} on ${this.o.endpoint}`);
+      throw e;
+    }
+  }
+
+  /** A commit id from the Hub becomes a cache path (snapshots/<commit>): only 40 lowercase hex digits are taken. */
+  private checkCommit(commit: string | null): string {
+    const { repo, revision, endpoint } = this.o;
+    if (commit === null) throw new UserError(`${endpoint} did not say which commit ${repo}@${revision} is (no X-Repo-Commit header): is HF_ENDPOINT a Hugging Face Hub?`);
+    if (!COMMIT_ID.test(commit)) {
+      throw new UserError(`${endpoint} answered with an invalid commit id ${JSON.stringify(commit.slice(0, 80))} for ${repo}@${revision} (expected 40 hex digits); nothing was written`);
+    }
+    return commit;
   }
 
   async run(): Promise<string> {
@@ -46,11 +81,7 @@ export class HubDownloader {
         await this.fetchFile(s, true);
       }
     }
-    if (this.commit !== revision) {
-      const ref = path.join(this.repoDir, 'refs', revision); // e.g. refs/main, refs/refs/pr/1
-      await fs.promises.mkdir(path.dirname(ref), { recursive: true });
-      await fs.promises.writeFile(ref, this.commit!);
-    }
+    if (this.commit !== revision) await writeFileAtomic(path.join(this.repoDir, 'refs', revision), this.commit!); // refs/main, refs/refs/pr/1
     return this.snapshotDir();
   }
 
@@ -73,23 +104,31 @@ export class HubDownloader {
       throw e;
     }
     // All files must come from the same commit (the first response fixes it).
-    const commit = meta.commit ?? this.o.revision;
+    const commit = this.checkCommit(meta.commit);
     if (this.commit === null) this.commit = commit;
     else if (commit !== this.commit) throw new UserError(`model ${this.o.repo} changed on the Hub while downloading (commit ${this.commit} → ${commit}); run again`);
 
     const blobs = path.join(this.repoDir, 'blobs');
     await fs.promises.mkdir(blobs, { recursive: true });
     let blobName = meta.etag;
-    if (!blobName || !fs.existsSync(path.join(blobs, blobName))) blobName = await this.download(file, meta, blobs);
+    if (!blobName || !fs.existsSync(path.join(blobs, blobName))) {
+      // One downloader per blob across processes; whoever waited finds the blob there and only links it.
+      const lock = path.join(this.o.cacheDir, '.locks', path.basename(this.repoDir), `${meta.etag ?? `${file}-${commit}`}.lock`);
+      blobName = await withFileLock(lock, async () => (meta.etag && fs.existsSync(path.join(blobs, meta.etag)) ? meta.etag : this.download(file, meta, blobs)), {
+        onWait: () => { if (this.o.progress) process.stderr.write(`waiting for another process downloading ${this.o.repo}/${file} (lock ${lock})\n`); },
+      });
+    }
+    // The link is made under a temporary name and renamed over: two processes linking at once both succeed.
     const link = path.join(this.snapshotDir(), file);
     await fs.promises.mkdir(path.dirname(link), { recursive: true });
-    await fs.promises.rm(link, { force: true });
     const target = path.join(blobs, blobName);
+    const tmpLink = tempSibling(link);
     try {
-      await fs.promises.symlink(path.relative(path.dirname(link), target), link);
+      await fs.promises.symlink(path.relative(path.dirname(link), target), tmpLink);
     } catch {
-      await fs.promises.copyFile(target, link); // filesystems without symlinks
+      await fs.promises.copyFile(target, tmpLink); // filesystems without symlinks
     }
+    await fs.promises.rename(tmpLink, link);
     return true;
   }
 
@@ -98,49 +137,75 @@ export class HubDownloader {
     return this.o.token && new URL(url).origin === new URL(this.o.endpoint).origin ? { authorization: `Bearer ${this.o.token}` } : {};
   }
 
-  private async request(url: string, method: 'HEAD' | 'GET', file: string, extra: Record<string, string> = {}): Promise<Response> {
-    const ctl = new AbortController();
-    const timer = setTimeout(() => ctl.abort(), HEADERS_TIMEOUT_MS);
-    try {
-      return await fetch(url, {
-        method,
-        redirect: 'manual',
-        signal: ctl.signal,
-        headers: { 'user-agent': 'gemma-tune', 'accept-encoding': 'identity', ...this.authHeaders(url), ...extra },
-      });
-    } catch (e) {
-      throw this.networkError(e, file, ctl.signal.aborted);
-    } finally {
-      clearTimeout(timer);
+  /**
+   * One request, retried with backoff on 429/5xx and on failed connections. The watchdog it returns keeps timing the
+   * body of a GET (kick it per chunk, stop it at the end); a HEAD's is already stopped.
+   */
+  private async request(url: string, method: 'HEAD' | 'GET', file: string, extra: Record<string, string> = {}): Promise<{ res: Response; dog: Watchdog }> {
+    for (let attempt = 0; ; attempt++) {
+      const dog = new Watchdog(this.policy.timeoutMs);
+      let res: Response;
+      try {
+        res = await fetch(url, {
+          method,
+          redirect: 'manual',
+          signal: dog.controller.signal,
+          headers: { 'user-agent': 'gemma-tune', 'accept-encoding': 'identity', ...this.authHeaders(url), ...extra },
+        });
+      } catch (e) {
+        dog.done();
+        const why = networkCause(e, dog.timedOut);
+        if (attempt >= this.policy.retries) throw this.networkError(why, file);
+        await this.pause(attempt, null, file, why);
+        continue;
+      }
+      if (RETRY_STATUS.has(res.status) && attempt < this.policy.retries) {
+        dog.done();
+        await res.body?.cancel().catch(() => undefined);
+        await this.pause(attempt, res.headers.get('retry-after'), file, `HTTP ${res.status}`);
+        continue;
+      }
+      if (method === 'HEAD') dog.done();
+      return { res, dog };
     }
   }
 
-  private networkError(e: unknown, file: string, timedOut: boolean): UserError {
-    const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-    const code = timedOut ? 'timeout' : cause?.code ?? cause?.message ?? (e as Error).message;
+  private async pause(attempt: number, retryAfter: string | null, file: string, why: string): Promise<void> {
+    const ms = retryDelay(this.policy, attempt, retryAfter);
+    if (this.o.progress) process.stderr.write(`${this.o.repo}/${file}: ${why}; retrying in ${(ms / 1000).toFixed(1)} s (retry ${attempt + 1} of ${this.policy.retries})\n`);
+    await sleep(ms);
+  }
+
+  private networkError(why: string, file: string): UserError {
     return new UserError(
-      `cannot reach ${this.o.endpoint} to download ${this.o.repo}/${file} (${code}): check the network or HF_ENDPOINT, ` +
+      `cannot reach ${this.o.endpoint} to download ${this.o.repo}/${file} (${why}${this.policy.retries ? `, ${this.policy.retries + 1} attempts` : ''}): check the network or HF_ENDPOINT, ` +
         `or put the model in the HF cache (${this.o.cacheDir}) or pass a local checkpoint directory`,
     );
   }
 
   /** One sentence per failure; with `entryMissing` a 404 for a file of an existing repo becomes NotFound. */
   private statusError(res: Response, file: string, entryMissing = false): Error {
-    const { repo, endpoint } = this.o;
+    const { repo, endpoint, token } = this.o;
     const code = res.headers.get('x-error-code');
+    const said = hubErrorText(res, token); // the Hub's own words (X-Error-Message), when it gave any
+    const status = `HTTP ${res.status}${said ? `: ${said}` : ''}`;
     // Without X-Error-Code, a 404 for config.json (the first request) means the repo itself is missing.
     if (entryMissing && res.status === 404 && (code === 'EntryNotFound' || (!code && file !== REQUIRED_FILES[0]))) return new NotFound(file);
     if (res.status === 404 || code === 'RepoNotFound') {
       return new UserError(`model ${repo} is not a local directory and was not found on ${endpoint} (HTTP ${res.status}${code ? ' ' + code : ''} for ${file} at revision ${this.o.revision}): check the id (org/name, e.g. google/gemma-3-270m-it) or the path${this.o.token ? '' : '; a private repo also needs HF_TOKEN'}`);
     }
+    if (res.status === 401 && token) {
+      return new UserError(`${endpoint} rejected HF_TOKEN (${status}): the token is invalid or expired; create a new one at ${endpoint}/settings/tokens`);
+    }
     if (res.status === 401 || res.status === 403) {
       return new UserError(
-        this.o.token
-          ? `HF_TOKEN has no access to ${repo} (HTTP ${res.status}): accept the model's license at ${endpoint}/${repo} with the account that owns the token`
-          : `model ${repo} is gated or private (HTTP ${res.status}): accept its license at ${endpoint}/${repo} and set HF_TOKEN to an access token of that account`,
+        token
+          ? `HF_TOKEN has no access to ${repo} (${status}): accept the model's license at ${endpoint}/${repo} with the account that owns the token`
+          : `model ${repo} is gated or private (${status}): accept its license at ${endpoint}/${repo} and set HF_TOKEN to an access token of that account`,
       );
     }
-    return new UserError(`downloading ${repo}/${file} failed: HTTP ${res.status} ${res.statusText} from ${endpoint}; try again later`);
+    const tries = RETRY_STATUS.has(res.status) && this.policy.retries ? ` after ${this.policy.retries + 1} attempts` : '';
+    return new UserError(`downloading ${repo}/${file} failed: ${status}${said ? '' : ` ${res.statusText}`} from ${endpoint}${tries}; try again later`);
   }
 
   /**
@@ -150,7 +215,7 @@ export class HubDownloader {
   private async head(file: string): Promise<FileMeta> {
     let url = this.resolveUrl(file);
     for (let hop = 0; hop < 10; hop++) {
-      const res = await this.request(url, 'HEAD', file);
+      const { res } = await this.request(url, 'HEAD', file);
       const h = res.headers;
       const size = h.get('x-linked-size') ?? (res.status === 200 ? h.get('content-length') : null);
       const meta = {
@@ -171,21 +236,35 @@ export class HubDownloader {
   }
 
   /** GET with redirects (auth dropped across origins). */
-  private async get(url: string, file: string, extra: Record<string, string>): Promise<Response> {
+  private async get(url: string, file: string, extra: Record<string, string>): Promise<{ res: Response; dog: Watchdog }> {
     for (let hop = 0; hop < 10; hop++) {
-      const res = await this.request(url, 'GET', file, extra);
-      if (res.status >= 300 && res.status < 400 && res.headers.get('location')) {
-        await res.body?.cancel();
-        url = new URL(res.headers.get('location')!, url).toString();
+      const r = await this.request(url, 'GET', file, extra);
+      if (r.res.status >= 300 && r.res.status < 400 && r.res.headers.get('location')) {
+        r.dog.done();
+        await r.res.body?.cancel();
+        url = new URL(r.res.headers.get('location')!, url).toString();
         continue;
       }
-      return res;
+      return r;
     }
     throw new UserError(`downloading ${this.o.repo}/${file}: too many redirects`);
   }
 
-  /** Download into blobs/<etag>.incomplete (resuming it if present), verify size and sha256, rename to the blob. */
+  /** download() again from where the partial file ends when the body was cut or stalled, with backoff. */
   private async download(file: string, meta: FileMeta, blobs: string): Promise<string> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.downloadOnce(file, meta, blobs);
+      } catch (e) {
+        if (!(e instanceof BodyInterrupted)) throw e;
+        if (attempt >= this.policy.retries) throw e.userError;
+        await this.pause(attempt, null, file, `download interrupted (${e.why})`);
+      }
+    }
+  }
+
+  /** Download into blobs/<etag>.incomplete (resuming it if present), verify size and sha256, rename to the blob. */
+  private async downloadOnce(file: string, meta: FileMeta, blobs: string): Promise<string> {
     const label = `${this.o.repo}/${file}`;
     const partial = path.join(blobs, (meta.etag ?? `${file}-${this.commit}`) + '.incomplete');
     let start = fs.statSync(partial, { throwIfNoEntry: false })?.size ?? 0;
@@ -197,26 +276,31 @@ export class HubDownloader {
     if (start > 0) for await (const chunk of fs.createReadStream(partial)) hash.update(chunk as Buffer);
 
     if (meta.size === null || start < meta.size) {
-      const res = await this.get(meta.url, file, start > 0 ? { range: `bytes=${start}-` } : {});
+      const { res, dog } = await this.get(meta.url, file, start > 0 ? { range: `bytes=${start}-` } : {});
       if (res.status === 416) {
         // Our partial file does not fit the remote one: start over.
+        dog.done();
         await res.body?.cancel();
         await fs.promises.rm(partial, { force: true });
         hash.destroy();
-        return this.download(file, meta, blobs);
+        return this.downloadOnce(file, meta, blobs);
       }
-      if (!res.ok) throw this.statusError(res, file);
+      if (!res.ok) {
+        dog.done();
+        await res.body?.cancel().catch(() => undefined);
+        throw this.statusError(res, file);
+      }
       if (start > 0 && res.status !== 206) {
         // The server ignored Range: take the whole body from the start.
         hash.destroy();
-        return this.writeBody(res, partial, 0, crypto.createHash('sha256'), meta, label, blobs);
+        return this.writeBody(res, dog, partial, 0, crypto.createHash('sha256'), meta, label, blobs);
       }
-      return this.writeBody(res, partial, start, hash, meta, label, blobs);
+      return this.writeBody(res, dog, partial, start, hash, meta, label, blobs);
     }
     return this.finish(partial, start, hash, meta, label, blobs);
   }
 
-  private async writeBody(res: Response, partial: string, start: number, hash: crypto.Hash, meta: FileMeta, label: string, blobs: string): Promise<string> {
+  private async writeBody(res: Response, dog: Watchdog, partial: string, start: number, hash: crypto.Hash, meta: FileMeta, label: string, blobs: string): Promise<string> {
     const total = meta.size ?? (start + Number(res.headers.get('content-length') ?? 0) || null);
     const bar = this.progressBar(label, start, total);
     const fh = await fs.promises.open(partial, start > 0 ? 'a' : 'w');
@@ -224,16 +308,22 @@ export class HubDownloader {
     try {
       if (res.body) {
         for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          dog.kick();
           hash.update(chunk);
-          await fh.write(chunk);
+          await fh.write(chunk).catch((e: NodeJS.ErrnoException) => {
+            throw new UserError(`cannot write ${partial} (${e.code ?? e.message}) while downloading ${label}`); // disk full, …: no retry
+          });
           done += chunk.length;
           bar?.update(done);
         }
       }
     } catch (e) {
-      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-      throw new UserError(`download of ${label} was interrupted at ${done} bytes (${cause?.code ?? cause?.message ?? (e as Error).message}); run the command again to resume`);
+      if (e instanceof UserError) throw e;
+      const why = networkCause(e, dog.timedOut);
+      const shown = dog.timedOut ? `no data for ${this.policy.timeoutMs / 1000} s` : why;
+      throw new BodyInterrupted(shown, new UserError(`download of ${label} was interrupted at ${done} bytes (${shown}); run the command again to resume`));
     } finally {
+      dog.done();
       await fh.close();
       bar?.stop();
     }
@@ -273,9 +363,12 @@ export class HubDownloader {
   }
 }
 
-/** `W/"abc"` or `"abc"` → `abc` (huggingface_hub uses the bare ETag as the blob file name). */
+/**
+ * `W/"abc"` or `"abc"` → `abc` (huggingface_hub uses the bare ETag as the blob file name). It becomes a path, so only
+ * a plain file name is taken (no separators, not starting with a dot: never `.` or `..`).
+ */
 function normalizeEtag(v: string | null): string | null {
   if (!v) return null;
   const s = v.replace(/^W\//, '').replace(/^"|"$/g, '');
-  return /^[\w.-]+$/.test(s) ? s : null;
+  return /^[\w-][\w.-]{0,127}$/.test(s) ? s : null;
 }

@@ -5,7 +5,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../errors.ts';
 import { RunDir } from './run-dir.ts';
-import { HUB_ID, cachedSnapshot, envTrue, expandHome, hfCacheDir, hfToken } from './hf-cache.ts';
+import { writeFileAtomic } from './atomic.ts';
+import { COMMIT_ID, HUB_ID, cachedSnapshot, envTrue, expandHome, hfCacheDir, hfToken, isSafeRevision, repoCacheDir } from './hf-cache.ts';
 import { HubDownloader } from './hub-download.ts';
 
 export { cachedSnapshot, hfCacheDir, repoCacheDir } from './hf-cache.ts';
@@ -34,17 +35,40 @@ export async function resolveModelDir(spec: string, opts: ResolveOptions = {}): 
   if (!HUB_ID.test(repo) || spec.split('@').length > 2 || !revision) {
     throw new UserError(`model "${spec}": no such file or directory, and not a Hugging Face model id (org/name, e.g. google/gemma-3-270m-it)`);
   }
+  if (!isSafeRevision(revision)) throw new UserError(`model "${spec}": revision ${JSON.stringify(revision)} is not a branch, tag or commit name`);
   const env = process.env;
   const cacheDir = hfCacheDir(env);
   const cached = cachedSnapshot(cacheDir, repo, revision);
-  if (cached?.missing.length === 0) return cached.dir;
-  if (opts.offline || envTrue(env.HF_HUB_OFFLINE)) {
+  const complete = cached !== null && cached.missing.length === 0;
+  const offline = opts.offline || envTrue(env.HF_HUB_OFFLINE);
+  // A commit never changes: its snapshot is used as is. A branch or tag is checked against the Hub when online.
+  if (complete && (offline || COMMIT_ID.test(revision))) return cached.dir;
+  if (offline) {
     const why = cached ? `its cached snapshot ${cached.dir} lacks ${cached.missing.join(', ')}` : `it is not a local directory and not in the HF cache (${cacheDir})`;
     throw new UserError(`model ${spec}: ${why}, and offline mode (HF_HUB_OFFLINE) forbids downloading; download it once online, or pass a local checkpoint directory`);
   }
   const endpoint = (env.HF_ENDPOINT || 'https://huggingface.co').replace(/\/+$/, '');
   if (!URL.canParse(endpoint) || !/^https?:$/.test(new URL(endpoint).protocol)) throw new UserError(`HF_ENDPOINT ${JSON.stringify(endpoint)} is not an http(s) URL`);
-  return new HubDownloader({ repo, revision, cacheDir, endpoint, token: hfToken(env), progress: opts.progress !== false }).run();
+  const progress = opts.progress !== false;
+  const downloader = new HubDownloader({ repo, revision, cacheDir, endpoint, token: hfToken(env), progress });
+  if (complete) {
+    let commit: string;
+    try {
+      commit = await downloader.resolveCommit();
+    } catch (e) {
+      if (!(e instanceof UserError)) throw e;
+      process.stderr.write(`note: could not check ${spec} on ${endpoint} (${e.message}); using the cached snapshot ${cached.commit}\n`);
+      return cached.dir;
+    }
+    if (commit === cached.commit) return cached.dir;
+    const now = cachedSnapshot(cacheDir, repo, commit);
+    if (now?.missing.length === 0) {
+      await writeFileAtomic(path.join(repoCacheDir(repo, cacheDir), 'refs', revision), commit);
+      return now.dir;
+    }
+    if (progress) process.stderr.write(`${spec} moved on the Hub (cached ${cached.commit.slice(0, 12)}, now ${commit.slice(0, 12)}): downloading it\n`);
+  }
+  return downloader.run();
 }
 
 function resolveLocal(spec: string, dir: string, stat: fs.Stats): string {

@@ -52,9 +52,19 @@ export interface ResumableCheckpoint {
   name: string;
   dir: string;
   step: number;
+  /** A leftover of a save interrupted between its renames (NAME.tmp-* / NAME.old-*): the NAME it belongs at. */
+  restoreAs?: string;
 }
 
 const TEMP_MARKERS = ['.tmp-', '.old-'];
+/** What atomic.ts's tempSibling names: `<name>.tmp-<pid>-<8 hex>` or `<name>.old-<pid>-<8 hex>`. */
+const LEFTOVER = /^(.+)\.(tmp|old)-\d+-[0-9a-f]{8}$/;
+
+/** What `train` writes into a run directory, and what `eval`/`export` add by default: all `train --overwrite` removes. */
+export const RUN_ENTRIES = ['recipe.yaml', 'manifest.json', 'metrics.jsonl', 'summary.json', 'loss.svg', 'loss.png', 'checkpoints', 'eval', 'export'];
+
+/** What is at an output folder: nothing, an empty folder, a run, a file, or a folder of someone else's files. */
+export type OutDirState = { kind: 'absent' | 'empty' | 'run' | 'file' } | { kind: 'foreign'; entries: string[] };
 
 export class RunDir {
   readonly root: string;
@@ -72,6 +82,16 @@ export class RunDir {
     if (!fs.statSync(d, { throwIfNoEntry: false })?.isDirectory() || fs.existsSync(path.join(d, 'config.json'))) return false;
     return fs.statSync(path.join(d, 'checkpoints'), { throwIfNoEntry: false })?.isDirectory() === true
       || fs.existsSync(path.join(d, 'metrics.jsonl')) || fs.existsSync(path.join(d, 'manifest.json'));
+  }
+
+  /** What is at `dir` now (train writes only into absent or empty folders, or into a run it continues/replaces). */
+  static inspect(dir: string): OutDirState {
+    const st = fs.statSync(dir, { throwIfNoEntry: false });
+    if (!st) return { kind: 'absent' };
+    if (!st.isDirectory()) return { kind: 'file' };
+    const entries = fs.readdirSync(dir).sort();
+    if (entries.length === 0) return { kind: 'empty' };
+    return RunDir.isRun(dir) ? { kind: 'run' } : { kind: 'foreign', entries };
   }
 
   /** The run at `dir`, or null when `dir` is not one. */
@@ -125,7 +145,11 @@ export class RunDir {
   /** The checkpoint a model spec naming the run means: best, else final. */
   modelCheckpoint(): string {
     const target = this.best() ?? this.final();
-    if (!target) throw new UserError(`run directory ${this.root} has neither checkpoints/best nor checkpoints/final (did training save a checkpoint?)`);
+    if (!target) {
+      const left = this.leftovers();
+      const hint = left.length ? `; checkpoints/${left[0]} is left by an interrupted save: \`gemma-tune train RECIPE --resume ${this.root}\` recovers it` : ' (did training save a checkpoint?)';
+      throw new UserError(`run directory ${this.root} has neither checkpoints/best nor checkpoints/final${hint}`);
+    }
     if (!fs.existsSync(path.join(target, 'config.json'))) throw new UserError(`run directory ${this.root}: checkpoint ${target} has no config.json`);
     return target;
   }
@@ -141,19 +165,68 @@ export class RunDir {
     return dir;
   }
 
-  /** Resumable checkpoints (with a trainer state), highest step first; `final` counts too. */
+  /**
+   * Resumable checkpoints (with a trainer state), highest step first; `final` counts too, and so do complete
+   * leftovers of a save killed between its renames (NAME.tmp-*: the new copy, whose trainer state is written last;
+   * NAME.old-*: the previous one moved aside), marked with `restoreAs`.
+   */
   resumable(): ResumableCheckpoint[] {
     if (!fs.existsSync(this.checkpointsDir)) return [];
     const out: ResumableCheckpoint[] = [];
     for (const name of fs.readdirSync(this.checkpointsDir)) {
-      if (name === 'best' || TEMP_MARKERS.some((m) => name.includes(m))) continue;
+      const leftover = LEFTOVER.exec(name);
+      const base = leftover ? leftover[1] : name;
+      if (base === 'best' || TEMP_MARKERS.some((m) => base.includes(m))) continue;
       const dir = this.checkpoint(name);
       if (!fs.lstatSync(dir).isDirectory()) continue;
       const step = trainerStateStep(path.join(dir, TRAINER_STATE_FILE));
-      if (step !== null) out.push({ name, dir, step });
+      if (step !== null) out.push({ name, dir, step, ...(leftover ? { restoreAs: base } : {}) });
     }
-    // Highest step first; at equal steps prefer the one that is not `final` (same content, but keeps names stable).
-    return out.sort((a, b) => b.step - a.step || (a.name === 'final' ? 1 : 0) - (b.name === 'final' ? 1 : 0));
+    // Highest step first; at equal steps a regular checkpoint before a leftover (.tmp, newer, before .old), and one
+    // that is not `final` before `final` (same content, but keeps names stable).
+    const rank = (c: ResumableCheckpoint) => (c.restoreAs ? (c.name.includes('.tmp-') ? 2 : 4) : 0) + ((c.restoreAs ?? c.name) === 'final' ? 1 : 0);
+    return out.sort((a, b) => b.step - a.step || rank(a) - rank(b));
+  }
+
+  /** Put a leftover checkpoint back under its name (finishing the interrupted save); returns it as a regular one. */
+  async restore(c: ResumableCheckpoint): Promise<ResumableCheckpoint> {
+    if (!c.restoreAs) return c;
+    const dir = this.checkpoint(c.restoreAs);
+    await replaceDirAtomic(c.dir, dir);
+    return { name: c.restoreAs, dir, step: c.step };
+  }
+
+  /**
+   * checkpoints/best lost by a save killed between its renames: put back the newest complete leftover (`best.tmp-*`,
+   * the new one, else `best.old-*`, the previous one). Returns its name, or null when best is there or nothing fits.
+   */
+  async restoreBest(): Promise<string | null> {
+    if (fs.lstatSync(this.checkpoint('best'), { throwIfNoEntry: false })) return null;
+    const complete = (n: string) => {
+      const p = this.checkpoint(n);
+      return fs.lstatSync(p).isSymbolicLink() || (fs.existsSync(path.join(p, 'config.json')) && fs.existsSync(path.join(p, MODEL_WEIGHTS_FILE)));
+    };
+    const mtime = (n: string) => fs.lstatSync(this.checkpoint(n)).mtimeMs;
+    const found = this.leftovers().filter((n) => /^best\.(tmp|old)-/.test(n) && complete(n))
+      .sort((a, b) => Number(b.startsWith('best.tmp-')) - Number(a.startsWith('best.tmp-')) || mtime(b) - mtime(a))[0];
+    if (!found) return null;
+    await replaceDirAtomic(this.checkpoint(found), this.checkpoint('best'));
+    return found;
+  }
+
+  /** Leftovers of interrupted saves in checkpoints/ (names as tempSibling makes them). */
+  leftovers(): string[] {
+    if (!fs.existsSync(this.checkpointsDir)) return [];
+    return fs.readdirSync(this.checkpointsDir).filter((n) => LEFTOVER.test(n)).sort();
+  }
+
+  /**
+   * `train --overwrite`: remove what gemma-tune wrote here (RUN_ENTRIES); anything else is left in place and its
+   * names are returned, so the caller can say so. Never deletes a file gemma-tune does not know.
+   */
+  async clearForOverwrite(): Promise<string[]> {
+    for (const e of RUN_ENTRIES) await fs.promises.rm(path.join(this.root, e), { recursive: true, force: true });
+    return fs.readdirSync(this.root).sort();
   }
 
   /** Checkpoints saved without optimizer state (training.save_optimizer_state: false), highest step first. */

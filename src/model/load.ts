@@ -1,3 +1,4 @@
+import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { Gemma3Config } from './config.ts';
 import { presetConfig } from './config.ts';
@@ -45,6 +46,21 @@ export interface LoadedModel {
   /** Chat-templated generation of a reply to `prompt`. */
   generate(prompt: string, opts?: ChatGenerateOptions): Promise<ChatGenerateResult>;
   dispose(): void;
+}
+
+/**
+ * Throws a one-line UserError when a token id is outside the model's embedding: a checkpoint whose vocab_size is
+ * smaller than its tokenizer's ids (else tfjs fails deep inside with "GatherV2: the index value ... is not in").
+ * `source` is the checkpoint directory (null: a preset, whose config always fits the bundled tokenizer); `where`
+ * says where the id came from (e.g. ` in train.jsonl:3`).
+ */
+export function checkTokenIds(ids: Iterable<number>, vocabSize: number, source: string | null, where = ''): void {
+  for (const id of ids) {
+    if (id >= vocabSize) {
+      const what = source ? `${path.join(source, 'config.json')}: vocab_size ${vocabSize}` : `the model's vocab_size ${vocabSize}`;
+      throw new UserError(`${what} is smaller than the tokenizer's vocabulary (token id ${id}${where}): the checkpoint does not match its tokenizer.json`);
+    }
+  }
 }
 
 /** Rendered chat prompt text (starts with `<bos>`), as fed to the model; shared with the GGUF path of the CLI. */
@@ -125,6 +141,7 @@ export function makeLoadedModel(m: Omit<LoadedModel, 'logits' | 'generate' | 'di
     },
     async generate(prompt: string, opts: ChatGenerateOptions = {}): Promise<ChatGenerateResult> {
       const promptIds = tokenizer.encode(renderPrompt(tokenizer, prompt, opts.system));
+      checkTokenIds(promptIds, config.vocabSize, m.dir, ' in the prompt');
       const sampling = (opts.temperature ?? 0) > 0;
       const gc = m.generationConfig ?? {};
       const streamer = opts.onText ? new TextStreamer((ids) => tokenizer.decode(ids), opts.onText) : null;

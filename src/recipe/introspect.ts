@@ -88,7 +88,9 @@ export function unknownKeyMessage(parent: KeyPath, key: string): string {
     const sameSection = parts.slice(0, -1).join('.') === section;
     return `unknown key (did you mean "${sameSection ? parts[parts.length - 1] : dotted}"?)`;
   };
-  const alias = KEY_ALIASES[section]?.[key];
+  // Own properties only: a key such as "constructor" or "__proto__" must not find Object.prototype's members.
+  const aliases = Object.hasOwn(KEY_ALIASES, section) ? KEY_ALIASES[section] : undefined;
+  const alias = aliases && Object.hasOwn(aliases, key) ? aliases[key] : undefined;
   if (alias) return show(alias);
   if (key.includes('.') && schemaAt([...parent, ...key.split('.')])) {
     const parts = key.split('.');

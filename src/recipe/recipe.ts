@@ -240,9 +240,12 @@ function checkOverridePath(path: string[]): PathMessage | null {
   return null;
 }
 
+const PROTOTYPE_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+
 /** Set a value at a dotted path, creating sections as needed. Returns false (leaving the file's own error to be
  *  reported) when a section on the way is written in the file as something other than a mapping. */
 function setIn(root: Record<string, unknown>, path: string[], value: unknown): boolean {
+  if (path.some((seg) => PROTOTYPE_KEYS.has(seg))) return false; // checkOverridePath reports these as unknown keys
   let cur = root;
   for (const seg of path.slice(0, -1)) {
     const next = cur[seg];

@@ -31,6 +31,14 @@ export interface LoopOutcome {
   message: string | null;
 }
 
+/**
+ * A step's loss above DIVERGENCE_FACTOR × the run's first loss + DIVERGENCE_MARGIN counts as divergence, like a
+ * NaN/Inf loss: the run stops (exit 1) at the last good checkpoint. Cross-entropy does not climb that far in a
+ * healthy run (from 2 to 30, or from a random model's 12.5 to 135); an exploding one (learning_rate 1e6) reaches 1e13.
+ */
+export const DIVERGENCE_FACTOR = 10;
+export const DIVERGENCE_MARGIN = 10;
+
 const countTokens = (xs: TokenizedExample[]) => xs.reduce((a, x) => a + x.inputIds.length, 0);
 const countSupervised = (xs: TokenizedExample[]) => xs.reduce((a, x) => a + x.labels.filter((l) => l !== IGNORE_INDEX).length, 0);
 const round = (x: number, d = 3) => Math.round(x * 10 ** d) / 10 ** d;
@@ -60,12 +68,14 @@ export async function trainLoop(s: TrainingSetup, ck: RunCheckpoints, hooks: Loo
       const examples = windows[st.windowsDone].map((idx) => idx.map((i) => s.data.train[i]));
       const res = optimizerStep(s, examples);
       const isLast = st.globalStep === s.totalSteps;
-      if (st.globalStep % t.logging_steps === 0 || isLast || !res.finite) {
+      const exploded = res.finite && st.firstLoss != null && res.loss > DIVERGENCE_FACTOR * st.firstLoss + DIVERGENCE_MARGIN;
+      if (st.globalStep % t.logging_steps === 0 || isLast || !res.finite || exploded) {
         const now = performance.now();
         metrics.emit(trainRow(s, res, (now - intervalStart) / 1000, hooks.elapsed()));
         intervalStart = now;
       }
-      if (!res.finite) return diverged(s, ck, res);
+      if (!res.finite || exploded) return diverged(s, ck, res);
+      st.firstLoss ??= res.loss;
       st.lastTrainLoss = res.loss;
       overfit.addTrain(res.loss);
 
@@ -153,7 +163,9 @@ async function saveCheckpoints(s: TrainingSetup, ck: RunCheckpoints, evalRow: Va
 
 function diverged(s: TrainingSetup, ck: RunCheckpoints, res: TrainStepResult): LoopOutcome {
   const st = s.state;
-  const what = !Number.isFinite(res.loss) ? `loss is ${res.loss}` : `gradient norm is ${res.gradNorm}`;
+  const what = !Number.isFinite(res.loss) ? `loss is ${res.loss}`
+    : !Number.isFinite(res.gradNorm) ? `gradient norm is ${res.gradNorm}`
+    : `loss ${res.loss.toExponential(2)} is above ${DIVERGENCE_FACTOR} × the first loss (${st.firstLoss!.toFixed(4)}) + ${DIVERGENCE_MARGIN}`;
   const last = ck.lastGood;
   const message = `training diverged at step ${st.globalStep} (epoch ${fmtEpoch(round(st.epoch, 2))}): ${what}; stopped. ` +
     (last ? `Last good checkpoint: ${checkpointPath(s, last.name)} (step ${last.step}). ` : 'No checkpoint was saved before it. ') +

@@ -53,6 +53,8 @@ export interface TrainerState {
   best: BestRecord | null;
   lastVal: { step: number; loss: number } | null;
   lastTrainLoss: number | null;
+  /** Loss of the run's first step: the reference of the divergence bound (absent in older checkpoints). */
+  firstLoss?: number | null;
   /** Wall time spent training before this checkpoint (for throughput and elapsed_s across resumes). */
   elapsedS: number;
   /** Number of metrics.jsonl rows written up to this checkpoint. */

@@ -8,8 +8,7 @@ import { resolvedRecipeYaml } from '../recipe/recipe.ts';
 import { initBackend } from '../model/backend.ts';
 import { toHFConfig, type Gemma3Config } from '../model/config.ts';
 import { Gemma3Model } from '../model/gemma3.ts';
-import { loadCheckpoint } from '../model/checkpoint.ts';
-import { loadBaseWeights } from '../model/load.ts';
+import { checkTokenIds, loadBaseWeights } from '../model/load.ts';
 import { decays, frozenNames } from '../model/params.ts';
 import { cpuKernels } from '../perf/native-matmul-kernel.ts';
 import { RunDir, type Manifest, type ResumableCheckpoint } from '../io/run-dir.ts';
@@ -19,13 +18,14 @@ import { prepareData, type SourceSummary } from '../data/prepare.ts';
 import { trainFiles } from '../data/mix.ts';
 import { IGNORE_INDEX, type TokenizedExample } from '../data/types.ts';
 import { Rng } from '../util/rng.ts';
-import { UserError } from '../errors.ts';
+import { UsageError, UserError } from '../errors.ts';
 import { makeBatch, stepsPerEpochFor, type Batch } from './batches.ts';
 import { AdamW } from './adamw.ts';
 import { baseModelHash, dataHashes, sha256, versions } from './manifest.ts';
 import { MetricsLog } from './metrics.ts';
 import { OverfitDetector } from './overfit.ts';
-import { readOptimizer, readTrainerState, type TrainerState } from './run-state.ts';
+import { findResumePoint } from './resume.ts';
+import type { TrainerState } from './run-state.ts';
 import { makeReporter, type Reporter } from './terminal.ts';
 
 export interface TrainOptions {
@@ -33,6 +33,8 @@ export interface TrainOptions {
   outDir?: string;
   /** Continue from the latest checkpoint of a run directory (`true`: the run directory of this recipe). */
   resume?: string | true;
+  /** Replace an existing run in the run directory (what gemma-tune wrote there; other files are kept). */
+  overwrite?: boolean;
   /** Terminal output; default silent (the CLI passes a TTY/plain/JSON reporter). */
   reporter?: Reporter;
   /** Without a `reporter`: print metrics rows as JSON lines on stdout (banner and summary on stderr). */
@@ -85,12 +87,9 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
   const recipeSha = sha256(recipeYaml);
   const t = recipe.training;
 
-  // ---- where we start from
-  const resumeFrom = resuming ? resumableCheckpoint(run) : null;
-  if (!resuming && RunDir.isRun(run.root)) {
-    throw new UserError(`${run.root} already holds a training run; continue it with --resume, or write a new run with --out DIR`);
-  }
-  const prior = resumeFrom ? readTrainerState(resumeFrom.dir) : null;
+  // Everything is read and checked first; the run directory is written only once nothing can be refused any more,
+  // so a failed start or resume leaves every file as it was.
+  checkOutDir(run, resuming, opts.overwrite === true);
 
   // ---- model and data
   const backend = await initBackend(recipe.backend);
@@ -101,16 +100,38 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
   const train = prepared.train.filter(supervised);
   const val = prepared.val.filter(supervised);
   if (train.length === 0) throw new UserError(`${typeof recipe.data.train === 'string' ? recipe.data.train : 'data.train'}: no training example has a supervised token left within data.max_length ${recipe.data.max_length}`);
+  for (const x of [...train, ...val]) checkTokenIds([...x.inputIds, ...x.labels], base.config.vocabSize, base.dir, ` in ${x.file}:${x.line}`);
+
+  // ---- where we start from
+  const resume = resuming ? await findResumePoint(run, base.config, recipe.base_model) : null;
+  const prior = resume?.state ?? null;
   if (prior && prior.trainExamples !== train.length) {
     throw new UserError(`--resume: the checkpoint was trained on ${prior.trainExamples} examples, the data now has ${train.length}; resume needs the same data`);
   }
   const stepsPerEpoch = stepsPerEpochFor(train.length, t.micro_batch_size, t.gradient_accumulation_steps);
   const totalSteps = t.max_steps ?? t.num_epochs * stepsPerEpoch;
+  const previous = resuming ? run.readManifest() : null;
+  const manifest = await startManifest(recipe, run, backend, recipeSha, resume?.from ?? null, previous, base.dir === null ? toHFConfig(base.config, 'float32') : null, base.dir);
+
+  // ---- from here on the run directory is written
+  if (opts.overwrite && RunDir.isRun(run.root)) {
+    const kept = await run.clearForOverwrite();
+    reporter.note(`--overwrite: replaced the previous run in ${run.root}` + (kept.length ? `; kept what gemma-tune did not write: ${kept.join(', ')}` : ''));
+  }
+  for (const n of resume?.notes ?? []) reporter.note(n);
+  let resumeFrom: ResumableCheckpoint | null = null;
+  if (resume) {
+    resumeFrom = await run.restore(resume.from);
+    const best = await run.restoreBest();
+    if (best) reporter.note(`note: restored checkpoints/best from ${best}, left by a save interrupted between its renames`);
+    await removeLeftovers(run, reporter);
+    if (prior?.best && prior.best.checkpoint !== 'best' && !run.best() && fs.existsSync(run.checkpoint(prior.best.checkpoint))) {
+      await run.pointBestAt(prior.best.checkpoint); // checkpoints/best was lost with an interrupted save
+    }
+  }
   fs.mkdirSync(run.checkpointsDir, { recursive: true });
 
   // ---- manifest + resolved recipe
-  const manifest = await startManifest(recipe, run, backend, recipeSha, resumeFrom, base.dir === null ? toHFConfig(base.config, 'float32') : null, base.dir);
-  const previous = resuming ? run.readManifest() : null;
   if (previous && previous.backend !== backend) {
     reporter.note(`warning: this run started on backend ${previous.backend}, it continues on ${backend}; results will not be bit-identical`);
   } else if (previous?.kernels && previous.kernels !== manifest.kernels) {
@@ -123,7 +144,7 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
   await run.writeManifest(manifest);
 
   // ---- model, optimizer, state
-  const weights = resumeFrom ? (await loadCheckpoint(resumeFrom.dir)).weights : base.weights;
+  const weights = resume ? resume.weights : base.weights;
   const model = Gemma3Model.fromWeights(base.config, weights);
   weights.clear();
   base.weights.clear(); // the host copies are no longer needed
@@ -133,11 +154,7 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
   const optimizer = new AdamW(model.params, {
     beta1: t.adam_beta1, beta2: t.adam_beta2, epsilon: t.adam_epsilon, weightDecay: t.weight_decay, decays,
   });
-  if (resumeFrom) {
-    const snap = await readOptimizer(resumeFrom.dir);
-    if (!snap) throw new UserError(`--resume: ${resumeFrom.dir} has no optimizer.safetensors`);
-    optimizer.setState(snap);
-  }
+  if (resume) optimizer.setState(resume.optimizer);
   const rng = new Rng((recipe.seed ^ SHUFFLE_SALT) >>> 0);
   const state: TrainerState = prior ?? freshState(rng, recipe, train.length);
   Object.assign(state, { stepsPerEpoch, totalSteps, recipeSha256: recipeSha });
@@ -157,26 +174,43 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
   return s;
 }
 
-function resumableCheckpoint(run: RunDir): ResumableCheckpoint {
-  if (!fs.existsSync(run.root)) throw new UserError(`--resume: run directory ${run.root} does not exist`);
-  const latest = run.latest();
-  const weightsOnly = run.weightsOnly();
-  if (!latest && weightsOnly.length) {
-    throw new UserError(`--resume: the checkpoints of ${run.root} hold weights only (training.save_optimizer_state: false), so the run cannot be resumed; ` +
-      `start a new run from them instead (--set base_model=${run.root})`);
+/**
+ * Where training may write: a new or empty folder, a run it continues (--resume) or replaces (--overwrite). Never
+ * a folder of someone else's files, not even with --overwrite (it only replaces what gemma-tune wrote).
+ */
+function checkOutDir(run: RunDir, resuming: boolean, overwrite: boolean): void {
+  if (resuming && overwrite) throw new UsageError('--resume continues a run and --overwrite replaces it: pass one of them');
+  const at = RunDir.inspect(run.root);
+  if (resuming) {
+    if (at.kind === 'absent') throw new UserError(`--resume: run directory ${run.root} does not exist`);
+    if (at.kind === 'file' || at.kind === 'foreign') throw new UserError(`--resume: ${run.root} is not a gemma-tune run directory (no checkpoints/, metrics.jsonl or manifest.json)`);
+    if (at.kind === 'empty') throw new UserError(`--resume: ${run.root} has no resumable checkpoint (checkpoints/*/trainer_state.json)`);
+    return;
   }
-  if (!latest) throw new UserError(`--resume: ${run.root} has no resumable checkpoint (checkpoints/*/trainer_state.json)`);
-  return latest;
+  if (at.kind === 'file') throw new UserError(`${run.root} is a file; choose a folder for the run with --out DIR`);
+  if (at.kind === 'run' && !overwrite) {
+    throw new UserError(`${run.root} already holds a training run; continue it with --resume, replace it with --overwrite, or write a new run with --out DIR`);
+  }
+  if (at.kind === 'foreign') {
+    const shown = at.entries.slice(0, 3).join(', ') + (at.entries.length > 3 ? `, … (${at.entries.length} entries)` : '');
+    throw new UserError(`${run.root} is not empty and is not a gemma-tune run (it holds ${shown}); train writes only into a new or empty folder: choose another --out DIR (--overwrite replaces a previous run only, never other files)`);
+  }
+}
+
+/** Leftovers of interrupted saves (their content is in a restored or newer checkpoint now). */
+async function removeLeftovers(run: RunDir, reporter: Reporter): Promise<void> {
+  const left = run.leftovers();
+  for (const n of left) await fs.promises.rm(run.checkpoint(n), { recursive: true, force: true });
+  if (left.length) reporter.note(`note: removed ${left.length} leftover(s) of interrupted checkpoint saves: ${left.join(', ')}`);
 }
 
 async function startManifest(
   recipe: Recipe, run: RunDir, backend: string, recipeSha: string, resumeFrom: ResumableCheckpoint | null,
-  presetHfConfig: unknown, baseDir: string | null,
+  previous: Manifest | null, presetHfConfig: unknown, baseDir: string | null,
 ): Promise<Manifest> {
   const startTime = new Date().toISOString();
   const dataFiles: { role: 'train' | 'validation'; path: string }[] = trainFiles(recipe.data.train).map((f) => ({ role: 'train', path: f.path }));
   if (recipe.data.validation) dataFiles.push({ role: 'validation', path: recipe.data.validation });
-  const previous = resumeFrom ? run.readManifest() : null;
   return {
     ...versions(),
     backend,
@@ -185,7 +219,7 @@ async function startManifest(
     recipe_sha256: recipeSha,
     data: await dataHashes(dataFiles),
     base_model: await baseModelHash(recipe.base_model, baseDir, presetHfConfig),
-    resumed_from: [...(previous?.resumed_from ?? []), ...(resumeFrom ? [`${resumeFrom.name} (step ${resumeFrom.step}) at ${startTime}`] : [])],
+    resumed_from: [...(previous?.resumed_from ?? []), ...(resumeFrom ? [`${resumeFrom.restoreAs ?? resumeFrom.name} (step ${resumeFrom.step}) at ${startTime}`] : [])],
     start_time: previous?.start_time ?? startTime,
     end_time: null,
     exit_status: 'running',
@@ -200,7 +234,7 @@ function freshState(rng: Rng, recipe: Recipe, trainExamples: number): TrainerSta
     stepsPerEpoch: 0, totalSteps: 0, lr: 0, tokensSeen: 0,
     log: { lossSum: 0, steps: 0, supervisedTokens: 0, tokens: 0 },
     overfit: new OverfitDetector(recipe.early_stopping.patience).getState(),
-    best: null, lastVal: null, lastTrainLoss: null, elapsedS: 0, metricsRows: 0, recipeSha256: '',
+    best: null, lastVal: null, lastTrainLoss: null, firstLoss: null, elapsedS: 0, metricsRows: 0, recipeSha256: '',
     earlyStopped: false, trainExamples,
   };
 }

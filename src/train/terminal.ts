@@ -64,7 +64,8 @@ export function chooseMode(opts: { json?: boolean; isTTY?: boolean; env?: NodeJS
   return opts.isTTY && !ci ? 'tty' : 'plain';
 }
 
-const num = (v: number | null | undefined, d = 4) => (v === null || v === undefined ? '-' : Number.isFinite(v) ? v.toFixed(d) : String(v));
+// A value that is not a finite number (a diverged loss) is shown as n/a: no NaN is ever printed as a result.
+const num = (v: number | null | undefined, d = 4) => (v === null || v === undefined ? '-' : Number.isFinite(v) ? v.toFixed(d) : 'n/a');
 
 export function formatCount(n: number): string {
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)}B`;
@@ -103,7 +104,7 @@ export function trainLine(r: TrainRow, totalSteps: number): string {
     `grad_norm ${num(r.grad_norm, 3)}  ${Math.round(r.tokens_per_s)} tok/s  ${formatDuration(r.elapsed_s)}`;
 }
 
-const signed = (v: number) => (Number.isFinite(v) ? `${v >= 0 ? '+' : ''}${v.toExponential(2)}` : String(v));
+const signed = (v: number) => (Number.isFinite(v) ? `${v >= 0 ? '+' : ''}${v.toExponential(2)}` : 'n/a');
 
 export function valLine(r: ValRow): string {
   let line = `eval  step ${r.step}  epoch ${fmtEpoch(r.epoch)}  val_loss ${num(r.loss)}  (${r.supervised_tokens} tokens)`;

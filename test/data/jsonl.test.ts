@@ -69,7 +69,7 @@ describe('readJsonlLines', () => {
     const f = write('long.jsonl', `{"a":1}\n${'x'.repeat(1000)}\n{"b":2}\n`);
     expect(await all(f, { maxLineBytes: 100, chunkBytes: 64 })).toEqual([
       { kind: 'text', line: 1, text: '{"a":1}' },
-      { kind: 'too-long', line: 2, bytes: 1000 },
+      { kind: 'too-long', line: 2, bytes: 1000, limit: 100 },
       { kind: 'text', line: 3, text: '{"b":2}' },
     ]);
   });

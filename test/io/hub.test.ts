@@ -23,7 +23,8 @@ interface HubState {
   files: Map<string, Buffer>;
   mode: 'ok' | '401' | '403' | '404';
   corrupt: boolean; // CDN flips a byte (same length) → sha mismatch
-  cutAfter: number | null; // CDN drops the connection after this many bytes, once
+  cutAfter: number | null; // CDN drops the connection after this many bytes of a response…
+  cuts: number; // …this many times
   ignoreRange: boolean; // CDN answers 200 with the whole file to Range requests
   requests: Req[];
 }
@@ -90,9 +91,9 @@ function cdnHandler(req: http.IncomingMessage, res: http.ServerResponse): void {
   const part = body.subarray(start);
   res.writeHead(r ? 206 : 200, { 'content-length': String(part.length), ...(r ? { 'content-range': `bytes ${start}-${body.length - 1}/${body.length}` } : {}) });
   if (req.method === 'HEAD') return void res.end();
-  if (state.cutAfter !== null && part.length > state.cutAfter) {
+  if (state.cutAfter !== null && state.cuts > 0 && part.length > state.cutAfter) {
     const n = state.cutAfter;
-    state.cutAfter = null;
+    state.cuts--;
     res.write(part.subarray(0, n), () => setTimeout(() => res.socket?.destroy(), 20));
     return;
   }
@@ -132,8 +133,9 @@ beforeEach(() => {
   process.env.HF_HOME = path.join(tmp, 'hf-home'); // no token file there
   process.env.HF_HUB_CACHE = cache;
   process.env.HF_ENDPOINT = hubUrl;
+  process.env.GEMMA_TUNE_HUB_BACKOFF_MS = '5'; // retries without the real waits
   const { 'tokenizer.json': _t, ...rest } = Object.fromEntries(ckptFiles);
-  state = { files: new Map(Object.entries(rest)), mode: 'ok', corrupt: false, cutAfter: null, ignoreRange: false, requests: [] };
+  state = { files: new Map(Object.entries(rest)), mode: 'ok', corrupt: false, cutAfter: null, cuts: 0, ignoreRange: false, requests: [] };
 });
 afterEach(() => {
   process.env = { ...savedEnv };
@@ -244,20 +246,30 @@ describe('Hub download into the HF cache', () => {
     expect(fs.readFileSync(path.join(dir, 'model.safetensors')).equals(st)).toBe(true);
   });
 
-  it('an interrupted download says so, keeps the partial file, and the next run resumes it', async () => {
+  it('a dropped download resumes with a Range request in the same run; one that keeps dropping says so and keeps the partial file', async () => {
+    const st = ckptFiles.get('model.safetensors')!;
     state.cutAfter = 4096;
+    state.cuts = 1;
+    let dir = await resolveModelDir(REPO, { progress: false });
+    let ranges = state.requests.filter((r) => r.server === 'cdn' && r.method === 'GET').map((r) => r.range);
+    expect(ranges).toEqual([undefined, 'bytes=4096-']);
+    expect(fs.readFileSync(path.join(dir, 'model.safetensors')).equals(st)).toBe(true);
+
+    process.env.HF_HUB_CACHE = cache = path.join(tmp, `cache-${++n}`);
+    process.env.GEMMA_TUNE_HUB_RETRIES = '2';
+    state.cuts = 99;
+    state.requests = [];
     const msg = await userError(resolveModelDir(REPO, { progress: false }));
     expect(msg).toContain('model.safetensors');
     expect(msg).toContain('interrupted');
     expect(msg).toContain('run the command again to resume');
-    const st = ckptFiles.get('model.safetensors')!;
     const partial = path.join(cache, 'models--acme--tiny-gemma', 'blobs', `${sha256(st)}.incomplete`);
-    const have = fs.statSync(partial).size;
-    expect(have).toBeGreaterThan(0);
-    expect(have).toBeLessThan(st.length);
-    const dir = await resolveModelDir(REPO, { progress: false });
-    const ranges = state.requests.filter((r) => r.server === 'cdn' && r.method === 'GET').map((r) => r.range);
-    expect(ranges).toEqual([undefined, `bytes=${have}-`]);
+    expect(fs.statSync(partial).size).toBe(3 * 4096); // the first attempt and two retries, each resumed
+    state.cuts = 0;
+    state.requests = [];
+    dir = await resolveModelDir(REPO, { progress: false });
+    ranges = state.requests.filter((r) => r.server === 'cdn' && r.method === 'GET').map((r) => r.range);
+    expect(ranges).toEqual([`bytes=${3 * 4096}-`]);
     expect(fs.readFileSync(path.join(dir, 'model.safetensors')).equals(st)).toBe(true);
   });
 
