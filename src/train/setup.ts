@@ -11,7 +11,8 @@ import { Gemma3Model } from '../model/gemma3.ts';
 import { loadCheckpoint } from '../model/checkpoint.ts';
 import { loadBaseWeights } from '../model/load.ts';
 import { decays, frozenNames } from '../model/params.ts';
-import { cpuKernels } from '../perf/native-matmul-kernel.ts';
+import { cpuKernels, kernelsEquivalent } from '../perf/native-matmul-kernel.ts';
+import { kernelReport } from '../perf/kernel-report.ts';
 import { RunDir, type Manifest, type ResumableCheckpoint } from '../io/run-dir.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { loadTokenizer, type GemmaTokenizer } from '../data/tokenizer.ts';
@@ -112,7 +113,7 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
   const previous = resuming ? run.readManifest() : null;
   if (previous && previous.backend !== backend) {
     reporter.note(`warning: this run started on backend ${previous.backend}, it continues on ${backend}; results will not be bit-identical`);
-  } else if (previous?.kernels && previous.kernels !== manifest.kernels) {
+  } else if (previous?.kernels && !kernelsEquivalent(previous.kernels, manifest.kernels)) {
     reporter.note(`warning: this run started with ${previous.kernels} cpu kernels, it continues with ${manifest.kernels ?? 'none'}; results will not be bit-identical`);
   }
   if (prior && prior.recipeSha256 !== recipeSha) {
@@ -204,13 +205,14 @@ function announce(s: TrainingSetup, unsupervised: number): void {
   const { recipe, reporter, data } = s;
   const t = recipe.training;
   const params = [...s.model.params.values()].reduce((a, v) => a + v.size, 0);
+  const k = kernelReport(s.backend, params);
   reporter.banner({
     model: recipe.base_model, params, backend: s.backend, trainExamples: data.train.length, valExamples: data.val.length,
     epochs: s.totalSteps / s.stepsPerEpoch, stepsPerEpoch: s.stepsPerEpoch, totalSteps: s.totalSteps,
     effectiveBatch: `${t.micro_batch_size} × ${t.gradient_accumulation_steps} accumulation`, runDir: s.run.root,
     resumedFrom: s.resumeFrom ? { checkpoint: s.resumeFrom.dir, step: s.resumeFrom.step } : null,
     qat: recipe.qat.enabled ? `${recipe.qat.scheme} fake-quant from step ${recipe.qat.start_step} (embeddings ${recipe.qat.embeddings})` : null,
-    warnings: data.warnings,
+    warnings: data.warnings, kernels: k.kernels, kernelWarning: k.warning,
   });
   if (unsupervised > 0) reporter.note(`note: ${unsupervised} example(s) without a supervised token (cut off by max_length) are skipped`);
   if (data.val.length === 0 && t.eval_strategy !== 'no') reporter.note('note: no validation data (data.validation / data.val_set_size), so no val loss and no overfit verdict');
