@@ -1,5 +1,7 @@
 import fs from 'node:fs';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
+// tfjs's plain-JS cpu backend registers itself on import: always there, the base the native kernels plug into.
+import '@tensorflow/tfjs-backend-cpu';
 import { UserError } from '../errors.ts';
 import { registerCpuSpeedups } from '../perf/register.ts';
 import { loadNativeGemm } from '../perf/native.ts';
