@@ -5,7 +5,7 @@
 // hash of the GEMM outputs (the FMA sets must agree bit for bit, across architectures too) and a single-thread
 // GEMM speed; exit status 1 when any check fails.
 //
-//   g++ -O2 -std=c++17 -ffp-contract=off -fno-math-errno kernels-harness.cc ../src/kernels/{select,kset-*}.cc …
+//   g++ -O3 -std=c++17 -ffp-contract=off -fno-math-errno kernels-harness.cc ../src/kernels/{select,kset-*}.cc …
 //   ./kernels-harness [--only NAME] [--gflops-size N]
 #include <chrono>
 #include <cmath>

@@ -6,6 +6,7 @@ import { loadModel, renderPrompt } from '../model/load.ts';
 import { TextStreamer } from '../model/generate.ts';
 import { loadTokenizer } from '../data/tokenizer.ts';
 import { llamaCppThreads } from '../eval/gguf-model.ts';
+import { cpuLlama, importLlamaCpp } from '../io/llama-cpp.ts';
 
 interface GenerateCliOptions {
   prompt: string;
@@ -56,14 +57,9 @@ export function parseGenerateOptions(o: GenerateCliOptions): ParsedGenerateOptio
 /** Runs a .gguf file through llama.cpp (node-llama-cpp, prebuilt CPU binaries) with the same chat rendering. */
 async function generateGguf(file: string, o: ParsedGenerateOptions, write: (s: string) => void): Promise<void> {
   if (!fs.existsSync(file)) throw new UserError(`${file}: no such file`);
-  let llamaCpp: typeof import('node-llama-cpp');
-  try {
-    llamaCpp = await import('node-llama-cpp');
-  } catch {
-    throw new UserError('running a .gguf model needs the package node-llama-cpp, which could not be loaded');
-  }
+  const llamaCpp = await importLlamaCpp('running a .gguf model');
   process.stderr.write('backend: llama.cpp (node-llama-cpp, cpu)\n');
-  const llama = await llamaCpp.getLlama({ gpu: false, build: 'never', usePrebuiltBinaries: true, skipDownload: true, logLevel: llamaCpp.LlamaLogLevel.error });
+  const llama = await cpuLlama(llamaCpp, 'running a .gguf model');
   const model = await llama.loadModel({ modelPath: file });
   const context = await model.createContext({ contextSize: 4096, threads: o.threads ?? llamaCppThreads() });
   try {

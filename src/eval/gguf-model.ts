@@ -6,24 +6,17 @@ import os from 'node:os';
 import type { EvalModel } from './tfjs-model.ts';
 import type { GemmaTokenizer } from '../data/tokenizer.ts';
 import { UserError } from '../errors.ts';
+import { cpuLlama, importLlamaCpp } from '../io/llama-cpp.ts';
 import { IGNORE_INDEX } from '../data/types.ts';
 
-type LlamaCpp = typeof import('node-llama-cpp');
-
-async function importLlamaCpp(): Promise<LlamaCpp> {
-  try {
-    return await import('node-llama-cpp');
-  } catch {
-    throw new UserError('evaluating a .gguf model needs the package node-llama-cpp, which could not be loaded');
-  }
-}
+const PURPOSE = 'evaluating a .gguf model';
 
 /** Reads `general.architecture` from the header; anything but a Gemma 3 GGUF is a one-line UserError. */
 export async function checkGemma3Gguf(file: string): Promise<void> {
   const stat = fs.statSync(file, { throwIfNoEntry: false });
   if (!stat) throw new UserError(`${file}: no such file`);
   if (!stat.isFile()) throw new UserError(`${file}: not a file (expected a .gguf model file)`);
-  const { readGgufFileInfo } = await importLlamaCpp();
+  const { readGgufFileInfo } = await importLlamaCpp(PURPOSE);
   let arch: unknown;
   try {
     const ignoreKeys = ['tokens', 'scores', 'token_type', 'merges'].map((k) => `tokenizer.ggml.${k}`); // large; not needed here
@@ -73,8 +66,8 @@ export function threadsForLoad(cores: number, load1: number, ownCores = 0): numb
  */
 export async function ggufEvalModel(file: string, tokenizer: GemmaTokenizer, opts: GgufEvalOptions): Promise<EvalModel> {
   await checkGemma3Gguf(file);
-  const lc = await importLlamaCpp();
-  const llama = await lc.getLlama({ gpu: false, build: 'never', usePrebuiltBinaries: true, skipDownload: true, logLevel: lc.LlamaLogLevel.error });
+  const lc = await importLlamaCpp(PURPOSE);
+  const llama = await cpuLlama(lc, PURPOSE);
   const model = await llama.loadModel({ modelPath: file });
   const vocabTokens = (model.fileInfo.metadata as { tokenizer?: { ggml?: { tokens?: unknown } } })?.tokenizer?.ggml?.tokens;
   const nVocab = Array.isArray(vocabTokens) ? vocabTokens.length : Infinity;

@@ -1,6 +1,9 @@
 import fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
-// tfjs's plain-JS cpu backend registers itself on import: always there, the base the native kernels plug into.
+// What the 141 MB @tensorflow/tfjs bundle would add to tfjs-core on import: every op's gradient and the chained
+// tensor methods (vendor/tfjs-core-extras.mjs, bundled from tfjs-core by scripts/vendor-tfjs.mjs), and the plain-JS
+// cpu backend (always there; gemma-tune's native kernels plug into it).
+import '../../vendor/tfjs-core-extras.mjs';
 import '@tensorflow/tfjs-backend-cpu';
 import { UserError } from '../errors.ts';
 import { registerCpuSpeedups } from '../perf/register.ts';

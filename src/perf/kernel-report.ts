@@ -6,10 +6,11 @@ import { nativeMatMulActive } from './native-matmul-kernel.ts';
 /** Models at least this large (the 270M preset is 268M parameters) get a warning on a slow path. */
 export const SLOW_PATH_WARN_PARAMS = 100e6;
 
-// Rough single-core matmul speeds behind the estimates (GFLOP/s, on the AMD EPYC development machine; the kernel
-// sets' figures are those `npm run report:package` records in docs/package-report.json, tfjs's and wasm's from the
-// README's benchmark history). Estimates only: they say how much slower, not how fast.
-const GFLOPS: Record<string, number> = { avx512: 190, 'avx2-fma': 105, neon: 50, scalar: 20, tfjs: 1, wasm: 20 };
+// Rough matmul speeds behind the estimates, GFLOP/s on one core of the AMD EPYC development machine: the kernel sets'
+// as `node scripts/test-package.mjs --report` measures them (docs/package-report.json), NEON's a guess from its
+// width (4 lanes against AVX2's 8), tfjs's JS kernel and wasm's from the README's benchmark history. They only say
+// how much slower a path is, not how fast.
+const GFLOPS: Record<string, number> = { avx512: 185, 'avx2-fma': 100, neon: 50, scalar: 28, tfjs: 1, wasm: 18 };
 
 export interface KernelReport {
   /** One line: the kernels in use and what else this machine could use. */

@@ -160,7 +160,7 @@ describe('native kernel sets', () => {
 
 interface HarnessLine { set: string; pass: boolean; gemm: number; gemv: number; ce: number; gelu: number; deterministic: boolean; gemm_hash: string; ce_hash: string; gelu_hash: string; gflops: number }
 
-const FLAGS = ['-O2', '-std=c++17', '-ffp-contract=off', '-fno-math-errno'];
+const FLAGS = ['-O3', '-std=c++17', '-ffp-contract=off', '-fno-math-errno'];
 
 /** Compiles the harness with `cxx` for `arch` (each kernel set's file with that set's flags) and returns the binary. */
 function buildHarness(cxx: string, arch: 'x64' | 'arm64', out: string, extra: string[] = []): string {

@@ -10,13 +10,17 @@ namespace {
 
 constexpr int MR = 6, NR = 16;
 
+// One row of the tile at a time: 16 accumulators fit the registers of any target (all 96 at once do not, and -O3 then
+// spills them on every step); each element is still summed in ascending k.
 void kernel(int kc, const float* a, const float* b, float* c, long ldc, bool accumulate) {
-  float acc[MR][NR] = {};
-  for (int k = 0; k < kc; k++)
-    for (int i = 0; i < MR; i++)
-      for (int j = 0; j < NR; j++) acc[i][j] += a[k * MR + i] * b[k * NR + j];
-  for (int i = 0; i < MR; i++)
-    for (int j = 0; j < NR; j++) c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.f) + acc[i][j];
+  for (int i = 0; i < MR; i++) {
+    float acc[NR] = {};
+    for (int k = 0; k < kc; k++) {
+      const float ai = a[k * MR + i];
+      for (int j = 0; j < NR; j++) acc[j] += ai * b[k * NR + j];
+    }
+    for (int j = 0; j < NR; j++) c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.f) + acc[j];
+  }
 }
 
 float dot(const float* a, const float* b, long K) {
