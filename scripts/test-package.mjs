@@ -225,12 +225,32 @@ if (args.includes('--report')) {
     console.log(JSON.stringify({ n, threads: all, load1: require('os').loadavg()[0], sets: out }));`]);
   const matmul = JSON.parse(speed.stdout);
   for (const [set, v] of Object.entries(matmul.sets)) console.log(`  ${set}: ${v.gflops_1_thread.toFixed(1)} GFLOP/s on 1 thread, ${v.gflops_all_threads.toFixed(1)} on ${matmul.threads}`);
+  // the C++ harness: every kernel against float64, per set, here and (cross-compiled) for arm64 under qemu-user
+  const { buildHarness, runHarness, has, canCrossArm64 } = await import('../native/test/harness.mjs');
+  const harness = {};
+  const keep = (l) => ({ pass: l.pass, deterministic: l.deterministic, worst_error_over_bound: { gemm: l.gemm, gemv: l.gemv, ce: l.ce, gelu: l.gelu }, gemm_hash: l.gemm_hash, gelu_hash: l.gelu_hash, gflops_1_thread: l.gflops });
+  if (has('g++') && (process.arch === 'x64' || process.arch === 'arm64')) {
+    const h = runHarness(buildHarness('g++', process.arch, path.join(work, 'harness-host')), ['--gflops-size', '384']);
+    if (h.status !== 0) fail('the kernel harness failed', h.out);
+    harness[`${process.platform}-${process.arch}`] = Object.fromEntries(h.lines.map((l) => [l.set, keep(l)]));
+  }
+  if (canCrossArm64()) {
+    const h = runHarness('qemu-aarch64', [buildHarness('aarch64-linux-gnu-g++', 'arm64', path.join(work, 'harness-arm64'), ['-static']), '--gflops-size', '0']);
+    if (h.status !== 0) fail('the kernel harness failed under qemu-aarch64', h.out);
+    harness['linux-arm64 (qemu-user)'] = Object.fromEntries(h.lines.map((l) => [l.set, { ...keep(l), gflops_1_thread: null }]));
+  }
+  console.log(`  harness: ${JSON.stringify(harness)}`);
   const largest = Object.entries(sizeOf).filter(([d]) => !gpu.includes(d) && !foreign.includes(d)).sort((a, b) => b[1] - a[1]).slice(0, 8);
   const report = {
     generated_by: 'node scripts/test-package.mjs --report',
     date: new Date().toISOString(),
     machine: { cpu_model: os.cpus()[0]?.model.trim() ?? 'unknown', cores: os.cpus().length, platform: `${process.platform}-${process.arch}`, node: process.version, npm: run(npm, ['--version']).stdout.trim() },
-    tarball: { file: packed.filename, bytes: packed.size, unpacked_bytes: packed.unpackedSize, files: packed.entryCount, prebuilt: prebuilt ?? null, sha256: crypto.createHash('sha256').update(fs.readFileSync(tgz)).digest('hex') },
+    tarball: {
+      file: packed.filename, bytes: packed.size, unpacked_bytes: packed.unpackedSize, files: packed.entryCount, prebuilt: prebuilt ?? null,
+      tokenizer_bytes: packed.files.filter((f) => f.path.startsWith('assets/tokenizer/')).reduce((s, f) => s + f.size, 0),
+      prebuilt_bytes: packed.files.find((f) => f.path === prebuilt)?.size ?? null,
+      sha256: crypto.createHash('sha256').update(fs.readFileSync(tgz)).digest('hex'),
+    },
     install: {
       command: 'npm install <tarball> --omit=dev', seconds: inst.seconds, packages: top.length, used_prebuilt_addon: usedPrebuilt,
       bytes: total, cpu_bytes: cpuInstall, gpu: gpu.map((d) => ({ package: d, bytes: sizeOf[d] })),
@@ -238,10 +258,10 @@ if (args.includes('--report')) {
       largest: largest.map(([d, b]) => ({ package: d, bytes: b })),
     },
     commands: { help_s: help.seconds, train_s: train.seconds, export_s: exp.seconds, eval_s: ev.seconds, generate_s: gen.seconds },
-    kernel_sets: { matmul_n: matmul.n, threads: matmul.threads, load1: matmul.load1, sets: matmul.sets },
+    kernel_sets: { matmul_n: matmul.n, threads: matmul.threads, load1: matmul.load1, sets: matmul.sets, harness, harness_gflops_n: 384 },
   };
   fs.writeFileSync(REPORT, JSON.stringify(report, null, 2) + '\n');
-  console.log(`\nwrote ${path.relative(ROOT, REPORT)}`);
+  console.log(`\nwrote ${path.relative(ROOT, REPORT)}; now run npx tsx scripts/readme-figures.ts to update the README`);
 }
 
 console.log(`\ntest-package: all checks passed in ${((Date.now() - t0) / 1000).toFixed(0)} s`);

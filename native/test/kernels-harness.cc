@@ -5,7 +5,7 @@
 // hash of the GEMM outputs (the FMA sets must agree bit for bit, across architectures too) and a single-thread
 // GEMM speed; exit status 1 when any check fails.
 //
-//   g++ -O3 -std=c++17 -ffp-contract=off -fno-math-errno kernels-harness.cc ../src/kernels/{select,kset-*}.cc …
+//   see harness.mjs (the kernel sets at -O3 with their flags, as binding.gyp builds them; this file at -O2)
 //   ./kernels-harness [--only NAME] [--gflops-size N]
 #include <chrono>
 #include <cmath>

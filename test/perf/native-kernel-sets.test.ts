@@ -5,16 +5,16 @@
 // C++ harness (native/test/kernels-harness.cc) runs the same kind of checks without Node, built for this machine and
 // cross-compiled for arm64 and run under qemu-user: that is how the NEON set is tested on an x86 machine.
 import { afterAll, describe, expect, it } from 'vitest';
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { loadNativeGemm, NATIVE_ADDON_PATH } from '../../src/perf/native.ts';
 import { Rng } from '../../src/util/rng.ts';
+import { buildHarness, canCrossArm64, has, runHarness } from '../../native/test/harness.mjs';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
-const KDIR = path.join(ROOT, 'native/src/kernels');
 const gemm = loadNativeGemm()!;
 const defaultSet = gemm.kernels();
 afterAll(() => { gemm.setKernels(defaultSet); });
@@ -22,7 +22,6 @@ afterAll(() => { gemm.setKernels(defaultSet); });
 const cpuFlags = process.platform === 'linux' && fs.existsSync('/proc/cpuinfo')
   ? new Set((fs.readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1] ?? '').trim().split(/\s+/))
   : null;
-const has = (cmd: string) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
 const U = 2 ** -24;
 
 /** c = a·b natively with the current set, [M,K]·[K,N] (b given as [N,K] when tb: the dot-product path for M ≤ 4). */
@@ -160,29 +159,10 @@ describe('native kernel sets', () => {
 
 interface HarnessLine { set: string; pass: boolean; gemm: number; gemv: number; ce: number; gelu: number; deterministic: boolean; gemm_hash: string; ce_hash: string; gelu_hash: string; gflops: number }
 
-const FLAGS = ['-O3', '-std=c++17', '-ffp-contract=off', '-fno-math-errno'];
-
-/** Compiles the harness with `cxx` for `arch` (each kernel set's file with that set's flags) and returns the binary. */
-function buildHarness(cxx: string, arch: 'x64' | 'arm64', out: string, extra: string[] = []): string {
-  fs.mkdirSync(out, { recursive: true });
-  const sets: [string, string[]][] = arch === 'x64'
-    ? [['kset-avx2.cc', ['-mavx2', '-mfma']], ['kset-avx512.cc', ['-mavx512f', '-mavx2', '-mfma']]]
-    : [['kset-neon.cc', []]];
-  const objs = sets.map(([src, flags]) => {
-    const o = path.join(out, src.replace('.cc', '.o'));
-    execFileSync(cxx, [...FLAGS, ...flags, '-c', path.join(KDIR, src), '-o', o]);
-    return o;
-  });
-  const bin = path.join(out, 'kernels-harness');
-  execFileSync(cxx, [...FLAGS, ...extra, path.join(ROOT, 'native/test/kernels-harness.cc'), path.join(KDIR, 'select.cc'), path.join(KDIR, 'kset-scalar.cc'), ...objs, '-o', bin]);
-  return bin;
-}
-
-function runHarness(cmd: string, args: string[]): HarnessLine[] {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 300_000 });
-  const lines = r.stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as HarnessLine);
-  expect(r.status, `${r.stdout}\n${r.stderr}`).toBe(0);
-  return lines;
+function harness(cmd: string, args: string[]): HarnessLine[] {
+  const r = runHarness(cmd, args);
+  expect(r.status, r.out).toBe(0);
+  return r.lines as HarnessLine[];
 }
 
 const hostArch = process.arch === 'x64' || process.arch === 'arm64' ? process.arch : null;
@@ -191,19 +171,19 @@ let hostLines: HarnessLine[] | null = null;
 describe('C++ kernel harness', () => {
   it.skipIf(!has('g++') || !hostArch)('passes for every set on this machine (AVX2 and AVX-512 with identical bits)', () => {
     const bin = buildHarness('g++', hostArch!, path.join(os.tmpdir(), 'harness-host'));
-    hostLines = runHarness(bin, ['--gflops-size', '0']);
+    hostLines = harness(bin, ['--gflops-size', '0']);
     expect(hostLines.map((l) => l.set)).toEqual(gemm.kernelSets());
     for (const l of hostLines) expect(l, l.set).toMatchObject({ pass: true, deterministic: true });
     const a = hostLines.find((l) => l.set === 'avx2-fma'), b = hostLines.find((l) => l.set === 'avx512');
     if (a && b) expect([b.gemm_hash, b.ce_hash, b.gelu_hash]).toEqual([a.gemm_hash, a.ce_hash, a.gelu_hash]);
   });
 
-  const cross = process.arch === 'x64' && has('aarch64-linux-gnu-g++') && has('qemu-aarch64');
+  const cross = canCrossArm64();
   const why = cross ? '' : ' — SKIPPED: needs aarch64-linux-gnu-g++ and qemu-aarch64 (apt-get install g++-aarch64-linux-gnu qemu-user)';
   if (!cross && process.arch === 'x64') console.warn(`native-kernel-sets: the NEON kernel test is skipped${why}`);
   it.skipIf(!cross)(`arm64: the NEON and scalar sets pass under qemu-user, NEON's matmul and GELU bits equal the x86 FMA sets'${why}`, () => {
     const bin = buildHarness('aarch64-linux-gnu-g++', 'arm64', path.join(os.tmpdir(), 'harness-arm64'), ['-static']);
-    const lines = runHarness('qemu-aarch64', [bin, '--gflops-size', '0']);
+    const lines = harness('qemu-aarch64', [bin, '--gflops-size', '0']);
     expect(lines.map((l) => l.set)).toEqual(['neon', 'scalar']);
     for (const l of lines) expect(l, l.set).toMatchObject({ pass: true, deterministic: true });
     // same operations in the same order on another architecture: identical bits (the cross-entropy rows call libm's
