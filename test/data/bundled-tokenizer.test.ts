@@ -55,6 +55,7 @@ describe('bundled tokenizer', () => {
     expect(cacheRoots({})[0]).toBe(path.join(os.homedir(), '.cache', 'gemma-tune'));
     expect(cacheRoots({ XDG_CACHE_HOME: 'relative' })).toEqual(cacheRoots({}));
     expect(cacheRoots({}).at(-1)!.startsWith(os.tmpdir())).toBe(true);
+    expect(process.env.XDG_CACHE_HOME, 'the test run keeps its cache in its own folder').toMatch(/gemma-tune-test-/);
   });
 
   it('two processes unpacking into the same fresh cache at once both get the complete tokenizer', async () => {
