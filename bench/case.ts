@@ -1,6 +1,6 @@
 // One benchmark configuration (model × backend), run in a child process by bench.ts.
 import os from 'node:os';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../src/model/backend.ts';
 import { presetConfig } from '../src/model/config.ts';
 import { randomWeights } from '../src/model/weights.ts';

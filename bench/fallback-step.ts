@@ -1,7 +1,7 @@
 // A stand-in training step used by the bench ONLY while src/train/step.ts (the real one) is not available:
 // forward, LM head at the supervised positions, mean cross-entropy, backward, plain-tf AdamW. Same work as the
 // real step up to the loss chunking and the optimizer's implementation.
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import type { Gemma3Model } from '../src/model/gemma3.ts';
 import { gatherRows } from '../src/model/ops.ts';
 

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { parse as parseYaml } from 'yaml';
-import { applyBlocks, QUICKSTART_COMMANDS, renderBlocks, ROOT, type QuickstartResults, type CommandTiming } from './readme-figures.ts';
+import { applyBlocks, PACKAGE_JSON, QUICKSTART_COMMANDS, renderBlocks, ROOT, type QuickstartResults, type CommandTiming } from './readme-figures.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -208,7 +208,7 @@ async function main(): Promise<void> {
   const readmeFile = path.join(ROOT, 'README.md');
   const readme = fs.readFileSync(readmeFile, 'utf8');
   const bench = readJson(path.join(ROOT, 'bench', 'results.json'));
-  fs.writeFileSync(readmeFile, applyBlocks(readme, renderBlocks(results, bench)));
+  fs.writeFileSync(readmeFile, applyBlocks(readme, renderBlocks(results, bench, readJson(PACKAGE_JSON))));
   process.stderr.write(`wrote ${path.relative(ROOT, OUT)} and the README's generated blocks${identical ? '' : ' (WARNING: the runs gave different numbers)'}\n`);
 }
 

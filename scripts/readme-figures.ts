@@ -1,6 +1,6 @@
 // The README's measured figures are generated: each sits between `<!-- figures:NAME -->` and `<!-- /figures:NAME -->`
-// and is rendered here from docs/quickstart-results.json (scripts/quickstart-results.ts) and bench/results.json
-// (npm run bench). test/docs/readme-figures.test.ts re-renders every block and fails when the README differs.
+// and is rendered here from docs/quickstart-results.json (scripts/quickstart-results.ts), bench/results.json
+// (npm run bench) and docs/package-report.json (node scripts/test-package.mjs --report). test/docs/readme-figures.test.ts re-renders every block and fails when the README differs.
 //
 //   npx tsx scripts/readme-figures.ts           rewrite the README's blocks from the JSON files
 //   npx tsx scripts/readme-figures.ts --check   exit 1 if they differ
@@ -10,6 +10,7 @@ import path from 'node:path';
 export const ROOT = path.resolve(import.meta.dirname, '..');
 export const QUICKSTART_JSON = path.join(ROOT, 'docs', 'quickstart-results.json');
 export const BENCH_JSON = path.join(ROOT, 'bench', 'results.json');
+export const PACKAGE_JSON = path.join(ROOT, 'docs', 'package-report.json');
 
 export interface CommandTiming {
   wall_s: number;
@@ -64,6 +65,26 @@ export interface BenchResults {
   date: string; node: string; cpus: number; cpu_model: string;
   results: BenchResult[];
   failures: { model: string; backend: string; exit: string; stderr_tail: string }[];
+}
+
+interface HarnessSet {
+  pass: boolean; deterministic: boolean; worst_error_over_bound: { gemm: number; gemv: number; ce: number; gelu: number };
+  gemm_hash: string; gelu_hash: string; gflops_1_thread: number | null;
+}
+export interface PackageReport {
+  generated_by: string; date: string;
+  machine: { cpu_model: string; cores: number; platform: string; node: string; npm: string };
+  tarball: { file: string; bytes: number; unpacked_bytes: number; files: number; prebuilt: string | null; tokenizer_bytes: number; prebuilt_bytes: number | null; sha256: string };
+  install: {
+    command: string; seconds: number; packages: number; used_prebuilt_addon: boolean; bytes: number; cpu_bytes: number;
+    gpu: { package: string; bytes: number }[]; other_cpus: { package: string; bytes: number }[]; largest: { package: string; bytes: number }[];
+  };
+  commands: Record<string, number>;
+  kernel_sets: {
+    matmul_n: number; threads: number; load1: number; harness_gflops_n: number;
+    sets: Record<string, { gflops_1_thread: number; gflops_all_threads: number }>;
+    harness: Record<string, Record<string, HarnessSet>>;
+  };
 }
 
 /** The quickstart as the README tells a user to run it (scripts/quickstart-results.ts runs exactly these). */
@@ -245,13 +266,64 @@ function benchBlock(b: BenchResults): string {
   return lines.join('\n');
 }
 
-export function renderBlocks(q: QuickstartResults, b: BenchResults): Record<string, string> {
+const MB = (b: number) => (b / 1e6).toFixed(1);
+const code = (xs: string[]) => xs.map((x) => `\`${x}\``).join(', ');
+
+function packageBlock(p: PackageReport): string {
+  const t = p.tarball, i = p.install, m = p.machine;
+  const other = i.other_cpus.reduce((s, x) => s + x.bytes, 0), gpu = i.gpu.reduce((s, x) => s + x.bytes, 0);
+  return [
+    `Measured by \`node scripts/test-package.mjs --report\` on ${day(p.date)} (${m.platform}, Node ${m.node}, npm ${m.npm}): \`npm pack\` gives a`,
+    `${MB(t.bytes)} MB tarball of ${t.files} files (${MB(t.tokenizer_bytes)} MB of it the compressed tokenizer${t.prebuilt_bytes ? `, ${(t.prebuilt_bytes / 1024).toFixed(0)} KiB the prebuilt native addon` : ''}), and`,
+    `\`${i.command}\` in an empty folder took ${f(i.seconds, 0)} s with npm's cache warm, installing ${i.packages} packages` +
+      (i.used_prebuilt_addon ? ' and compiling nothing.' : '.'),
+    '',
+    '| what the install puts in `node_modules` | MB |',
+    '|---|---|',
+    `| the CPU install: gemma-tune and every runtime dependency, llama.cpp's ${m.platform} CPU build included | **${MB(i.cpu_bytes)}** |`,
+    ...(i.other_cpus.length ? [`| llama.cpp's builds for other CPUs, which npm installs here too (${code(i.other_cpus.map((x) => x.package))}) | ${MB(other)} |`] : []),
+    ...(i.gpu.length ? [`| llama.cpp's GPU builds npm adds on ${m.platform} (${code(i.gpu.map((x) => x.package))}) | ${MB(gpu)} |`] : []),
+    `| in all | ${MB(i.bytes)} |`,
+    '',
+    `The largest parts of the CPU install: ${i.largest.map((x) => `${x.package} ${MB(x.bytes)} MB`).join(', ')}.`,
+  ].join('\n');
+}
+
+function kernelSetsBlock(p: PackageReport): string {
+  const k = p.kernel_sets;
+  const [hostName, host] = Object.entries(k.harness).find(([n]) => !n.includes('qemu')) ?? [null, {}];
+  const arm = k.harness['linux-arm64 (qemu-user)'] ?? null;
+  const errs = (h: HarnessSet | undefined) => (h ? `${h.pass ? 'pass' : '**FAIL**'}: ${['gemm', 'gemv', 'ce', 'gelu'].map((x) => f(h.worst_error_over_bound[x as 'gemm'], 2)).join(' / ')}` : '–');
+  const lines = [
+    `The sets of the prebuilt ${p.machine.platform} binary on ${p.machine.cpu_model} (${day(p.date)}, 1-minute load ${f(k.load1, 1)}): matmul speed`,
+    `of the addon on [${k.matmul_n}, ${k.matmul_n}]·[${k.matmul_n}, ${k.matmul_n}] (best of 5), and the C++ harness (\`native/test/kernels-harness.cc\`): each`,
+    'kernel\'s worst error against float64 as a fraction of its float32 rounding bound (below 1 passes).',
+    '',
+    `| kernel set | matmul GFLOP/s, 1 thread | ${k.threads} threads | harness${hostName ? ` on ${hostName}` : ''}: gemm / gemv / ce / gelu |`,
+    '|---|---|---|---|',
+    ...Object.entries(k.sets).map(([set, v]) => `| \`${set}\` | ${f(v.gflops_1_thread, 1)} | ${f(v.gflops_all_threads, 1)} | ${errs((host as Record<string, HarnessSet>)[set])} |`),
+  ];
+  if (arm) {
+    for (const [set, h] of Object.entries(arm)) lines.push(`| \`${set}\` (arm64, under qemu-user) | – | – | ${errs(h)} |`);
+  }
+  const h = host as Record<string, HarnessSet>;
+  const same = (a?: HarnessSet, b?: HarnessSet) => !!a && !!b && a.gemm_hash === b.gemm_hash && a.gelu_hash === b.gelu_hash;
+  const notes: string[] = [];
+  if (h.avx512 && h['avx2-fma']) notes.push(`\`avx512\` and \`avx2-fma\` give ${same(h.avx512, h['avx2-fma']) ? 'identical' : '**different**'} bits`);
+  if (arm?.neon && h['avx2-fma']) notes.push(`NEON's matmul and GELU outputs are ${same(arm.neon, h['avx2-fma']) ? 'bit-identical to' : '**not** identical to'} \`avx2-fma\`'s`);
+  if (notes.length) lines.push('', `In the harness ${notes.join('; ')}. Equal worst errors come from short inputs that every set computes in its`, 'plain C++ tail; speed under emulation says nothing, so none is given for arm64.');
+  return lines.join('\n');
+}
+
+export function renderBlocks(q: QuickstartResults, b: BenchResults, p: PackageReport): Record<string, string> {
   return {
     setup: setupBlock(q),
     'quickstart-results': quickstartResultsBlock(q),
     'converge-tiny': convergeBlock(q),
     'quickstart-eval': evalBlock(q),
     bench: benchBlock(b),
+    package: packageBlock(p),
+    'kernel-sets': kernelSetsBlock(p),
   };
 }
 
@@ -283,20 +355,21 @@ export function applyBlocks(readme: string, blocks: Record<string, string>): str
   return readme.replace(BLOCK, (whole, name: string) => (name in blocks ? `<!-- figures:${name} -->\n${blocks[name]}\n<!-- /figures:${name} -->` : whole));
 }
 
-export function loadResults(): { quickstart: QuickstartResults; bench: BenchResults } {
+export function loadResults(): { quickstart: QuickstartResults; bench: BenchResults; pkg: PackageReport } {
   return {
     quickstart: JSON.parse(fs.readFileSync(QUICKSTART_JSON, 'utf8')),
     bench: JSON.parse(fs.readFileSync(BENCH_JSON, 'utf8')),
+    pkg: JSON.parse(fs.readFileSync(PACKAGE_JSON, 'utf8')),
   };
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === path.resolve(import.meta.filename)) {
   const file = path.join(ROOT, 'README.md');
   const readme = fs.readFileSync(file, 'utf8');
-  const { quickstart, bench } = loadResults();
-  const next = applyBlocks(readme, renderBlocks(quickstart, bench));
+  const { quickstart, bench, pkg } = loadResults();
+  const next = applyBlocks(readme, renderBlocks(quickstart, bench, pkg));
   if (process.argv.includes('--check')) {
-    const stale = staleBlocks(readme, renderBlocks(quickstart, bench));
+    const stale = staleBlocks(readme, renderBlocks(quickstart, bench, pkg));
     if (stale.length) { console.error(`README.md: generated figures differ from the results files in block(s) ${stale.join(', ')}; run npx tsx scripts/readme-figures.ts`); process.exit(1); }
   } else {
     fs.writeFileSync(file, next);

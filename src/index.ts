@@ -10,6 +10,7 @@ export type { WeightFn, HiddenOptions } from './model/gemma3.ts';
 export { generateIds, sampleToken, TextStreamer } from './model/generate.ts';
 export type { GenerateOptions, GenerateResult, SamplingOptions } from './model/generate.ts';
 export { initBackend } from './model/backend.ts';
+export { cpuKernels } from './perf/native-matmul-kernel.ts';
 export type { BackendName } from './model/backend.ts';
 export { loadRecipe, loadRecipeWithSource, parseRecipe, resolvedRecipeYaml, RecipeSchema, RecipeError } from './recipe/recipe.ts';
 export type { Recipe, RecipeProblem, RecipeSource } from './recipe/recipe.ts';

@@ -1,11 +1,12 @@
 // Native kernels for the tfjs cpu backend, as one N-API addon (loaded by src/perf/native.ts): GEMM (gemm.cc), a
 // fused AdamW update (adamw.cc), elementwise binary ops (elementwise.cc), reductions (reduce.cc), the LM head's
-// cross-entropy rows (head.cc) and GELU (gelu.cc), all on one thread pool (threads.cc).
+// cross-entropy rows (head.cc) and GELU (gelu.cc), all on one thread pool (threads.cc). GEMM, the cross-entropy rows
+// and GELU run on a kernel set chosen at run time (kernels/select.cc: scalar, AVX2/FMA, AVX-512 or NEON); the
+// others are plain C++ whose results do not depend on the instruction set (they reproduce tfjs's bits).
 #include <node_api.h>
 
 #include "addon.h"
 #include "args.h"
-#include "simd.h"
 #include "threads.h"
 
 namespace gt {
@@ -31,14 +32,55 @@ napi_value GetThreads(napi_env env, napi_callback_info) {
   return out;
 }
 
-napi_value Simd(napi_env env, napi_callback_info) {
+const KernelSet* active = nullptr;
+
+// kernels(): the name of the kernel set in use.
+napi_value Kernels(napi_env env, napi_callback_info) {
   napi_value out;
-  CHECK(napi_create_string_utf8(env, GT_AVX2 ? "avx2-fma" : "scalar", NAPI_AUTO_LENGTH, &out));
+  CHECK(napi_create_string_utf8(env, kernels().name, NAPI_AUTO_LENGTH, &out));
+  return out;
+}
+
+// kernelSets(): the names of the sets this CPU supports, fastest first.
+napi_value KernelSets(napi_env env, napi_callback_info) {
+  int n;
+  const KernelSet* const* sets = supportedKernelSets(&n);
+  napi_value out, name;
+  CHECK(napi_create_array_with_length(env, n, &out));
+  for (int i = 0; i < n; i++) {
+    CHECK(napi_create_string_utf8(env, sets[i]->name, NAPI_AUTO_LENGTH, &name));
+    CHECK(napi_set_element(env, out, i, name));
+  }
+  return out;
+}
+
+// setKernels(name): use that set from now on; false (nothing changes) when this CPU or build does not have it.
+napi_value SetKernels(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  char name[32];
+  size_t len = 0;
+  if (argc < 1 || napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len) != napi_ok) {
+    napi_throw_type_error(env, nullptr, "gemm.setKernels: expected a kernel set name");
+    return nullptr;
+  }
+  const KernelSet* ks = findKernelSet(name);
+  if (ks) {
+    const auto lk = poolLock();
+    active = ks;
+  }
+  napi_value out;
+  CHECK(napi_get_boolean(env, ks != nullptr, &out));
   return out;
 }
 
 napi_value Init(napi_env env, napi_value exports) {
   initPool();
+  if (!active) {
+    int n;
+    active = supportedKernelSets(&n)[0];
+  }
   napi_property_descriptor props[] = {
       {"matmul", nullptr, Matmul, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"reduce", nullptr, Reduce, nullptr, nullptr, nullptr, napi_default, nullptr},
@@ -48,13 +90,19 @@ napi_value Init(napi_env env, napi_value exports) {
       {"gelu", nullptr, Gelu, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"threads", nullptr, GetThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
-      {"simd", nullptr, Simd, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"simd", nullptr, Kernels, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"kernels", nullptr, Kernels, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"kernelSets", nullptr, KernelSets, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"setKernels", nullptr, SetKernels, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   CHECK(napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props));
   return exports;
 }
 
 }  // namespace
+
+const KernelSet& kernels() { return *active; }
+
 }  // namespace gt
 
 NAPI_MODULE(NODE_GYP_MODULE_NAME, gt::Init)

@@ -1,7 +1,9 @@
-// The functions the addon exports (registered in addon.cc), one file per kernel family.
+// The functions the addon exports (registered in addon.cc), one file per kernel family, and the kernel set they use.
 #pragma once
 
 #include <node_api.h>
+
+#include "kernels/kernel-set.h"
 
 namespace gt {
 
@@ -11,5 +13,9 @@ napi_value Binary(napi_env env, napi_callback_info info);  // elementwise.cc
 napi_value Reduce(napi_env env, napi_callback_info info);  // reduce.cc
 napi_value CeRows(napi_env env, napi_callback_info info);  // head.cc
 napi_value Gelu(napi_env env, napi_callback_info info);    // gelu.cc
+
+// The kernel set in use (addon.cc): the fastest this CPU supports until setKernels picks another. Read it under
+// poolLock(), once per call.
+const KernelSet& kernels();
 
 }  // namespace gt

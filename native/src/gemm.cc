@@ -1,202 +1,15 @@
-// Multithreaded fp32 GEMM: C = op(A) · op(B), row-major, with optional transposes and batch strides. Blocked the
-// usual way (pack a KC×NC panel of B and an MC×KC panel of A, then a 6×16 AVX2/FMA register-tile micro-kernel);
-// transposes are absorbed by the packing, so callers never materialise them. Every output element is accumulated in
-// the same order whatever the thread count, so results are deterministic. Without AVX2/FMA at compile time a plain
-// C++ path is used (still correct, just slower).
+// Multithreaded fp32 GEMM: C = op(A) · op(B), row-major, with optional transposes and batch strides. The blocked
+// kernels are the active kernel set's (kernels/kset-body.inc: packing plus a register-tile micro-kernel per
+// instruction set); this file splits the output over the thread pool. Every output element is accumulated in the same
+// order whatever the thread count, so results are deterministic.
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 
 #include "addon.h"
 #include "args.h"
-#include "simd.h"
 #include "threads.h"
 
 namespace gt {
 namespace {
-
-constexpr int MR = 6, NR = 16;
-constexpr int KC = 256, MC = 120, NC = 3072;
-
-// op(X)[r, c] = p[r * rs + c * cs]
-struct View {
-  const float* p;
-  long rs, cs;
-};
-
-struct Buffers {
-  float* a = nullptr;
-  float* b = nullptr;
-  Buffers() {
-    a = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * MC * KC));
-    b = static_cast<float*>(std::aligned_alloc(64, sizeof(float) * KC * NC));
-  }
-  ~Buffers() {
-    std::free(a);
-    std::free(b);
-  }
-};
-
-thread_local Buffers* tlBuf = nullptr;
-Buffers& buffers() {
-  if (!tlBuf) tlBuf = new Buffers();  // one per thread, lives as long as the thread
-  return *tlBuf;
-}
-
-// Packs op(A)[i0:i0+mc, k0:k0+kc] into MR-row panels, k-major inside a panel; rows past mc are zero.
-void packA(const View& A, long i0, long k0, int mc, int kc, float* out) {
-  for (int ir = 0; ir < mc; ir += MR) {
-    const int m = std::min(MR, mc - ir);
-    float* dst = out + (long)ir * kc;
-    if (A.cs == 1) {
-      for (int i = 0; i < MR; i++) {
-        if (i < m) {
-          const float* src = A.p + (i0 + ir + i) * A.rs + k0;
-          for (int k = 0; k < kc; k++) dst[k * MR + i] = src[k];
-        } else {
-          for (int k = 0; k < kc; k++) dst[k * MR + i] = 0.f;
-        }
-      }
-    } else {
-      for (int k = 0; k < kc; k++) {
-        const float* src = A.p + (i0 + ir) * A.rs + (k0 + k) * A.cs;
-        for (int i = 0; i < MR; i++) dst[k * MR + i] = i < m ? src[i * A.rs] : 0.f;
-      }
-    }
-  }
-}
-
-// Packs op(B)[k0:k0+kc, j0:j0+nc] into NR-column panels, k-major inside a panel; columns past nc are zero.
-void packB(const View& B, long k0, long j0, int kc, int nc, float* out) {
-  for (int jr = 0; jr < nc; jr += NR) {
-    const int n = std::min(NR, nc - jr);
-    float* dst = out + (long)jr * kc;
-    if (B.cs == 1) {
-      for (int k = 0; k < kc; k++) {
-        const float* src = B.p + (k0 + k) * B.rs + j0 + jr;
-        float* d = dst + k * NR;
-        if (n == NR) {
-          std::memcpy(d, src, sizeof(float) * NR);
-        } else {
-          for (int j = 0; j < NR; j++) d[j] = j < n ? src[j] : 0.f;
-        }
-      }
-    } else {
-      // transposed B (e.g. a [out, in] weight): read along k, which is contiguous in memory
-      for (int j = 0; j < NR; j++) {
-        if (j < n) {
-          const float* src = B.p + k0 * B.rs + (j0 + jr + j) * B.cs;
-          for (int k = 0; k < kc; k++) dst[k * NR + j] = src[k * B.rs];
-        } else {
-          for (int k = 0; k < kc; k++) dst[k * NR + j] = 0.f;
-        }
-      }
-    }
-  }
-}
-
-// C[0:MR, 0:NR] (row stride ldc) = (accumulate ? C : 0) + Apanel · Bpanel over kc.
-void kernel(int kc, const float* a, const float* b, float* c, long ldc, bool accumulate) {
-#if GT_AVX2
-  __m256 acc[MR][2];
-#pragma GCC unroll 6
-  for (int i = 0; i < MR; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
-  for (int k = 0; k < kc; k++) {
-    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
-#pragma GCC unroll 6
-    for (int i = 0; i < MR; i++) {
-      const __m256 ai = _mm256_broadcast_ss(a + i);
-      acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
-      acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
-    }
-    a += MR;
-    b += NR;
-  }
-#pragma GCC unroll 6
-  for (int i = 0; i < MR; i++) {
-    float* ci = c + i * ldc;
-    if (accumulate) {
-      acc[i][0] = _mm256_add_ps(acc[i][0], _mm256_loadu_ps(ci));
-      acc[i][1] = _mm256_add_ps(acc[i][1], _mm256_loadu_ps(ci + 8));
-    }
-    _mm256_storeu_ps(ci, acc[i][0]);
-    _mm256_storeu_ps(ci + 8, acc[i][1]);
-  }
-#else
-  float acc[MR][NR] = {};
-  for (int k = 0; k < kc; k++)
-    for (int i = 0; i < MR; i++)
-      for (int j = 0; j < NR; j++) acc[i][j] += a[k * MR + i] * b[k * NR + j];
-  for (int i = 0; i < MR; i++)
-    for (int j = 0; j < NR; j++) c[i * ldc + j] = (accumulate ? c[i * ldc + j] : 0.f) + acc[i][j];
-#endif
-}
-
-// C[i0:i1, j0:j1] of C = op(A)·op(B), C row-major with row stride ldc.
-void gemmRange(const View& A, const View& B, float* C, long ldc, long K, long i0, long i1, long j0, long j1, bool accumulate) {
-  Buffers& buf = buffers();
-  alignas(64) float tile[MR * NR];
-  for (long jc = j0; jc < j1; jc += NC) {
-    const int nc = (int)std::min<long>(NC, j1 - jc);
-    for (long pc = 0; pc < K; pc += KC) {
-      const int kc = (int)std::min<long>(KC, K - pc);
-      const bool acc = accumulate || pc > 0;
-      packB(B, pc, jc, kc, nc, buf.b);
-      for (long ic = i0; ic < i1; ic += MC) {
-        const int mc = (int)std::min<long>(MC, i1 - ic);
-        packA(A, ic, pc, mc, kc, buf.a);
-        for (int jr = 0; jr < nc; jr += NR) {
-          const int n = std::min(NR, nc - jr);
-          for (int ir = 0; ir < mc; ir += MR) {
-            const int m = std::min(MR, mc - ir);
-            float* c = C + (ic + ir) * ldc + jc + jr;
-            const float* ap = buf.a + (long)ir * kc;
-            const float* bp = buf.b + (long)jr * kc;
-            if (m == MR && n == NR) {
-              kernel(kc, ap, bp, c, ldc, acc);
-            } else {
-              kernel(kc, ap, bp, tile, NR, false);
-              for (int i = 0; i < m; i++)
-                for (int j = 0; j < n; j++) c[i * ldc + j] = (acc ? c[i * ldc + j] : 0.f) + tile[i * NR + j];
-            }
-          }
-        }
-      }
-    }
-  }
-}
-
-
-// A few rows of A (contiguous) against a transposed B whose columns are contiguous rows of b ([N, K] weights, the
-// [vocab, hidden] head): plain dot products. Batch-1 decoding is memory-bound on B, and packing B first would read
-// and write it once more per token (the 671 MB embedding of the 270M model).
-inline float dot(const float* a, const float* b, long K) {
-  long k = 0;
-  float s = 0.f;
-#if GT_AVX2
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(), acc3 = _mm256_setzero_ps();
-  for (; k + 32 <= K; k += 32) {
-    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 8), _mm256_loadu_ps(b + k + 8), acc1);
-    acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 16), _mm256_loadu_ps(b + k + 16), acc2);
-    acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 24), _mm256_loadu_ps(b + k + 24), acc3);
-  }
-  for (; k + 8 <= K; k += 8) acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), acc0);
-  s = hsum8(_mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3)));
-#endif
-  for (; k < K; k++) s += a[k] * b[k];
-  return s;
-}
-
-void gemvRange(const View& A, const View& B, float* C, long ldc, long M, long K, long j0, long j1, bool accumulate) {
-  for (long j = j0; j < j1; j++) {
-    const float* bj = B.p + j * B.cs;
-    for (long i = 0; i < M; i++) {
-      const float v = dot(A.p + i * A.rs, bj, K);
-      C[i * ldc + j] = accumulate ? C[i * ldc + j] + v : v;
-    }
-  }
-}
 
 // When K == 0 the product is all zeros.
 void zeroRange(float* C, long ldc, long i0, long i1, long j0, long j1) {
@@ -207,10 +20,12 @@ void zeroRange(float* C, long ldc, long i0, long i1, long j0, long j1) {
 void gemm(const View& A, const View& B, float* C, long M, long N, long K, bool accumulate = false) {
   const double flops = 2.0 * M * N * K;
   const bool parallel = flops > 2e6;
+  const KernelSet& ks = kernels();
+  const long MR = ks.mr, NR = ks.nr;
   const bool byRows = M / MR >= N / NR;
-  const bool gemv = M <= 4 && K > 0 && A.cs == 1 && B.rs == 1;  // see gemvRange
+  const bool gemv = M <= 4 && K > 0 && A.cs == 1 && B.rs == 1;  // see KernelSet::gemv
   if (gemv) {
-    parallelFor(N, parallel, NR, [&](long lo, long hi) { gemvRange(A, B, C, N, M, K, lo, hi, accumulate); });
+    parallelFor(N, parallel, NR, [&](long lo, long hi) { ks.gemv(A, B, C, N, M, K, lo, hi, accumulate); });
     return;
   }
   parallelFor(byRows ? M : N, parallel, byRows ? MR : NR, [&](long lo, long hi) {
@@ -219,7 +34,7 @@ void gemm(const View& A, const View& B, float* C, long M, long N, long K, bool a
     if (K == 0) {
       if (!accumulate) zeroRange(C, N, i0, i1, j0, j1);
     } else {
-      gemmRange(A, B, C, N, K, i0, i1, j0, j1, accumulate);
+      ks.gemm(A, B, C, N, K, i0, i1, j0, j1, accumulate);
     }
   });
 }

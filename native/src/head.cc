@@ -1,71 +1,14 @@
-// The LM head's cross-entropy rows (see src/perf/head-native.ts, which runs the matmuls around them).
-#include <algorithm>
-#include <cmath>
+// The LM head's cross-entropy rows (see src/perf/head-native.ts, which runs the matmuls around them). Per row r with
+// target t: loss[r] = logSumExp(z[r]) − z[r, t] and, with grad, z[r] ← scale·(softmax(z[r]) − onehot(t)), the final
+// soft-cap applied first when cap > 0 (the active kernel set's ceRow, kernels/kset-body.inc). Rows are split over
+// threads; each row is summed by one thread in a fixed order (deterministic).
 #include <cstdint>
 
 #include "addon.h"
 #include "args.h"
-#include "simd.h"
 #include "threads.h"
 
 namespace gt {
-namespace {
-
-// ---- cross-entropy rows: loss and dlogits in one pass over each row of logits ----
-// z [rows, V] (in place). Per row r with target t: (softcap c > 0: z ← c·tanh(z/c) first)
-//   lse = max + log Σ exp(z − max),  loss[r] = lse − z[t],
-//   z ← scale · (softmax(z) − onehot(t)) · (c > 0 ? 1 − (z/c)² : 1)      (when grad; else z is left as is)
-// Rows are split over threads; each row is summed by one thread in a fixed order (deterministic).
-void ceRow(float* z, long V, int t, float scale, float cap, bool grad, float* lseOut, float* lossOut) {
-  if (cap > 0) {
-    for (long j = 0; j < V; j++) z[j] = cap * std::tanh(z[j] / cap);
-  }
-  float m = z[0];
-  for (long j = 1; j < V; j++) m = std::max(m, z[j]);
-  const float zt = z[t];
-  // without a cap, exp(z − max) is stored and reused; with one, z must survive for the cap's derivative
-  const bool store = grad && cap <= 0;
-  double s = 0;
-  long j = 0;
-#if GT_AVX2
-  const __m256 mv = _mm256_set1_ps(m);
-  __m256 acc = _mm256_setzero_ps();
-  for (; j + 8 <= V; j += 8) {
-    const __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(z + j), mv));
-    if (store) _mm256_storeu_ps(z + j, e);
-    acc = _mm256_add_ps(acc, e);
-  }
-  s = hsum8(acc);
-#endif
-  for (; j < V; j++) {
-    const float e = std::exp(z[j] - m);
-    if (store) z[j] = e;
-    s += e;
-  }
-  const float lse = m + (float)std::log(s);
-  *lseOut = lse;
-  *lossOut = lse - zt;
-  if (!grad) return;
-  const float k = (float)(scale / s);
-  if (store) {
-    j = 0;
-#if GT_AVX2
-    const __m256 kv = _mm256_set1_ps(k);
-    for (; j + 8 <= V; j += 8) _mm256_storeu_ps(z + j, _mm256_mul_ps(_mm256_loadu_ps(z + j), kv));
-#endif
-    for (; j < V; j++) z[j] *= k;
-  } else {
-    for (j = 0; j < V; j++) {
-      const float zc = z[j], d = 1.f - (zc / cap) * (zc / cap);
-      z[j] = std::exp(zc - m) * k * d;
-    }
-  }
-  // the one-hot part (scaled by the cap's derivative at the target)
-  if (cap > 0) z[t] -= scale * (1.f - (zt / cap) * (zt / cap));
-  else z[t] -= scale;
-}
-
-}  // namespace
 
 // ceRows(z, rows, V, targets Int32Array, scale, cap, grad, lseOut, lossOut)
 napi_value CeRows(napi_env env, napi_callback_info info) {
@@ -103,8 +46,9 @@ napi_value CeRows(napi_env env, napi_callback_info info) {
     }
   }
   const auto lk = poolLock();
+  const KernelSet& ks = kernels();
   parallelFor(rows, rows >= 2, 1, [&](long lo, long hi) {
-    for (long r = lo; r < hi; r++) ceRow(z + r * V, V, targets[r], (float)scale, (float)cap, grad, lse + r, loss + r);
+    for (long r = lo; r < hi; r++) ks.ceRow(z + r * V, V, targets[r], (float)scale, (float)cap, grad, lse + r, loss + r);
   });
   return nullptr;
 }

@@ -1,7 +1,8 @@
 #include "threads.h"
 
+#include <pthread.h>
+
 #include <algorithm>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <thread>
@@ -9,6 +10,26 @@
 
 namespace gt {
 namespace {
+
+// std::condition_variable::wait is a libstdc++ symbol whose version moved with GCC 12 (GLIBCXX_3.4.30): using it would
+// keep the prebuilt addon from loading where the system libstdc++ is older (Ubuntu 20.04, RHEL 8/9). The pthread
+// calls it wraps have no such problem.
+class CondVar {
+ public:
+  CondVar() { pthread_cond_init(&c_, nullptr); }
+  ~CondVar() { pthread_cond_destroy(&c_); }
+  CondVar(const CondVar&) = delete;
+  CondVar& operator=(const CondVar&) = delete;
+  template <class Pred>
+  void wait(std::unique_lock<std::mutex>& lk, Pred ready) {
+    while (!ready()) pthread_cond_wait(&c_, lk.mutex()->native_handle());
+  }
+  void notify_all() { pthread_cond_broadcast(&c_); }
+  void notify_one() { pthread_cond_signal(&c_); }
+
+ private:
+  pthread_cond_t c_;
+};
 
 // ---- a tiny persistent thread pool: the caller runs task 0, workers the rest ----
 class Pool {
@@ -71,7 +92,7 @@ class Pool {
   }
   std::vector<std::thread> workers_;
   std::mutex m_;
-  std::condition_variable cv_, done_;
+  CondVar cv_, done_;
   const std::function<void(int)>* fn_ = nullptr;
   int pending_ = 0;
   uint64_t gen_ = 0;

@@ -5,7 +5,7 @@ import { loadModel, renderPrompt } from '../model/load.ts';
 import { TextStreamer } from '../model/generate.ts';
 import { loadTokenizer } from '../data/tokenizer.ts';
 import { checkGemma3Gguf, llamaCppThreads } from '../eval/gguf-model.ts';
-import { loadGgufModel } from '../eval/llama-cpp.ts';
+import { loadGgufModel } from '../io/llama-cpp.ts';
 
 interface GenerateCliOptions {
   prompt: string;
@@ -57,7 +57,7 @@ export function parseGenerateOptions(o: GenerateCliOptions): ParsedGenerateOptio
 
 /** Runs a .gguf file through llama.cpp (node-llama-cpp, prebuilt CPU binaries) with the same chat rendering. */
 async function generateGguf(file: string, o: ParsedGenerateOptions, write: (s: string) => void): Promise<{ tokens: number; stopReason: 'stop' | 'length' }> {
-  await checkGemma3Gguf(file);
+  await checkGemma3Gguf(file, 'running a .gguf model');
   process.stderr.write('backend: llama.cpp (node-llama-cpp, cpu)\n');
   const { model } = await loadGgufModel(file);
   const context = await model.createContext({ contextSize: 4096, threads: o.threads ?? llamaCppThreads() }).catch(async (e) => {

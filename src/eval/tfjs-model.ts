@@ -1,5 +1,5 @@
 // The float (tfjs) model behind the evaluator: streamed token loss and greedy decoding.
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import type { Gemma3Model } from '../model/gemma3.ts';
 import type { GemmaTokenizer } from '../data/tokenizer.ts';
 import { generateIds } from '../model/generate.ts';

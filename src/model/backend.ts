@@ -1,5 +1,10 @@
 import fs from 'node:fs';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
+// What the 141 MB @tensorflow/tfjs bundle would add to tfjs-core on import: every op's gradient and the chained
+// tensor methods (vendor/tfjs-core-extras.mjs, bundled from tfjs-core by scripts/vendor-tfjs.mjs), and the plain-JS
+// cpu backend (always there; gemma-tune's native kernels plug into it).
+import '../../vendor/tfjs-core-extras.mjs';
+import '@tensorflow/tfjs-backend-cpu';
 import { UserError } from '../errors.ts';
 import { registerCpuSpeedups } from '../perf/register.ts';
 import { loadNativeGemm } from '../perf/native.ts';

@@ -1,7 +1,7 @@
 // A multi-turn chat over one model: each turn renders the whole conversation with the training chat template,
 // and the engine reuses its KV cache for the longest prefix it already holds (the previous turns), so a turn costs
 // only its new tokens. Two engines: TF.js (this file) and llama.cpp for .gguf files (src/eval/gguf-chat.ts).
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { Gemma3Model, KVCache } from './gemma3.ts';
 import { sampleToken, stepLogits, TextStreamer, type SamplingOptions } from './generate.ts';
 import { Rng } from '../util/rng.ts';

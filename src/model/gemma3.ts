@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import type { Gemma3Config } from './config.ts';
 import { weightShapes } from './weights.ts';
 import type { TensorMap } from '../util/tensors.ts';

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { Gemma3Model, KVCache } from './gemma3.ts';
 import { Rng } from '../util/rng.ts';
 

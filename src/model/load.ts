@@ -1,5 +1,5 @@
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import type { Gemma3Config } from './config.ts';
 import { presetConfig } from './config.ts';
 import { randomWeights } from './weights.ts';

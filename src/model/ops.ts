@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { nativeMatMulActive } from '../perf/native-matmul-kernel.ts';
 import { activeNative, cpuValues, writableValues } from '../perf/cpu-arrays.ts';
 

@@ -1,6 +1,6 @@
 // The QAT plan: which Gemma weights train on which INT4-export grid (Q4_0 linears, the token embedding on its
 // own grid, norms float), as a `Gemma3Model.hidden(ids, {weightFn})` hook. The grids themselves are src/quant's.
-import type * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs-core';
 import { fakeQuantFromHost } from '../quant/fakequant.ts';
 import { fakeQuantValues, type QuantScheme } from '../quant/grid.ts';
 import { EMBED_NAME, isLinearWeight } from './params.ts';

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { loadNativeGemm, type NativeGemm } from './native.ts';
 import { nativeMatMulActive } from './native-matmul-kernel.ts';
 import type { CpuBackend } from './cpu-backend.ts';

@@ -1,4 +1,4 @@
-import type * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs-core';
 
 /**
  * The parts of tfjs's cpu backend (tfjs-backend-cpu's MathBackendCPU) that gemma-tune's kernels use. The backend

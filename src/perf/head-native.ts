@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import type { NativeGemm } from './native.ts';
 import { cpuValues, ownedFloat32 } from './cpu-arrays.ts';
 

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { ownedFloat32 } from './cpu-arrays.ts';
 
 // The tied LM head + token cross-entropy as tfjs ops (any backend; tuned for wasm), for perf/head.ts.

@@ -1,4 +1,4 @@
-import type * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs-core';
 import { activeNative, cpuValues } from './cpu-arrays.ts';
 import { nativeHeadOp } from './head-native.ts';
 import { tfjsHeadOp } from './head-tfjs.ts';

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { loadNativeGemm, type NativeGemm } from './native.ts';
 import type { CpuBackend } from './cpu-backend.ts';
 
@@ -122,9 +122,20 @@ export function matMulThreads(): number {
 }
 
 /**
- * Which kernels compute on the cpu backend: `native-avx2-fma` / `native-scalar` (the addon) or `tfjs`. Part of a
- * run's manifest: the two give different bits (same math, different rounding), so a bit-exact re-run needs the same.
+ * Which kernels compute on the cpu backend: `native-<set>` for the addon's kernel set in use (`avx512`, `avx2-fma`,
+ * `neon`, `scalar`) or `tfjs`. Part of a run's manifest: a bit-exact re-run needs the same numerics (see
+ * `kernelsEquivalent`).
  */
 export function cpuKernels(): string {
-  return active ? `native-${active.simd()}` : 'tfjs';
+  return active ? `native-${active.kernels()}` : 'tfjs';
+}
+
+/**
+ * Whether two manifests' `kernels` give the same bits. The AVX2 and AVX-512 sets are built to compute every output
+ * with the same operations in the same order (checked bit for bit by test/perf/native-kernel-sets.test.ts), so runs on
+ * either reproduce each other; every other pair differs in rounding.
+ */
+export function kernelsEquivalent(a: string | undefined, b: string | undefined): boolean {
+  const family = (k: string | undefined) => (k === 'native-avx512' ? 'native-avx2-fma' : k);
+  return family(a) === family(b);
 }

@@ -2,8 +2,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import { UserError } from '../errors.ts';
 
-/** The optional N-API addon built from native/src/*.cc (see native/binding.gyp and native/build.mjs). */
+/**
+ * The optional N-API addon built from native/src/*.cc (see native/binding.gyp and native/build.mjs): shipped prebuilt
+ * for linux-x64, compiled at install elsewhere. One binary holds several kernel sets and picks one at run time.
+ */
 export interface NativeGemm {
   /**
    * c[batch, M, N] = op(a[i]) · op(b[i]) for row-major fp32 arrays; op transposes when transA/transB.
@@ -39,38 +43,84 @@ export interface NativeGemm {
   reduce(kind: number, x: Float32Array, out: Float32Array, rows: number, cols: number, innermost: boolean): void;
   setThreads(n: number): void;
   threads(): number;
-  /** 'avx2-fma' or 'scalar' (how it was compiled). */
+  /** The kernel set in use for matmul, ceRows and gelu: 'avx512', 'avx2-fma', 'neon' or 'scalar'. */
+  kernels(): string;
+  /** Same as kernels() (older name). */
   simd(): string;
+  /** The kernel sets this CPU supports, fastest first (the first is the default). */
+  kernelSets(): string[];
+  /** Use that set from now on; false when this CPU or build does not have it. */
+  setKernels(name: string): boolean;
 }
 
-export const NATIVE_ADDON_PATH = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native/build/Release/gemm.node');
+/** The addon's folder: binding.gyp, src/, build/Release (compiled here) and prebuilds/<platform>-<arch>/ (shipped). */
+export const NATIVE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../native');
+/** Where `npm run build:native` (or an install without a matching prebuilt binary) puts the compiled addon. */
+export const NATIVE_ADDON_PATH = path.join(NATIVE_DIR, 'build/Release/gemm.node');
 
-let cached: { gemm: NativeGemm | null; error: string | null } | null = null;
+/** GEMMA_TUNE_KERNELS values → kernel set names. */
+const KERNEL_ALIASES: Record<string, string> = { avx2: 'avx2-fma', 'avx2-fma': 'avx2-fma', avx512: 'avx512', 'avx-512': 'avx512', neon: 'neon', scalar: 'scalar' };
+
+/**
+ * The addon file to load: a local build (build/Release) first, else the prebuilt binary for this platform that the
+ * package ships (node-gyp-build's lookup, as `npm install` leaves them); null when there is neither.
+ */
+export function nativeAddonPath(): string | null {
+  const require = createRequire(import.meta.url);
+  try {
+    return (require('node-gyp-build') as { path(dir: string): string }).path(NATIVE_DIR);
+  } catch {
+    return null;
+  }
+}
+
+let cached: { gemm: NativeGemm | null; error: string | null; forced: UserError | null } | null = null;
+
+/** Applies GEMMA_TUNE_KERNELS to a freshly loaded addon; the error when it names a set this CPU does not have. */
+function forceKernels(gemm: NativeGemm): UserError | null {
+  const want = process.env.GEMMA_TUNE_KERNELS?.trim().toLowerCase();
+  if (!want) return null;
+  const name = KERNEL_ALIASES[want];
+  if (!name) return new UserError(`GEMMA_TUNE_KERNELS=${want}: unknown kernel set (expected one of scalar, avx2, avx512, neon)`);
+  if (!gemm.setKernels(name)) return new UserError(`GEMMA_TUNE_KERNELS=${want}: this CPU or build has no ${name} kernels (it has: ${gemm.kernelSets().join(', ')})`);
+  return null;
+}
 
 /**
  * Loads the addon once. Returns null (and remembers why, see `nativeGemmError`) when it was not built, fails to
- * load, or `GEMMA_TUNE_NATIVE=0` disables it. `file` overrides the path (tests use a missing one).
+ * load, or `GEMMA_TUNE_NATIVE=0` disables it. `GEMMA_TUNE_KERNELS` (scalar, avx2, avx512, neon) forces a kernel set;
+ * naming one this CPU lacks throws a UserError. `file` overrides the path (tests use a missing one).
  */
-export function loadNativeGemm(file: string = NATIVE_ADDON_PATH): NativeGemm | null {
-  if (cached && file === NATIVE_ADDON_PATH) return cached.gemm;
-  let res: { gemm: NativeGemm | null; error: string | null };
+export function loadNativeGemm(file?: string): NativeGemm | null {
+  if (cached && file === undefined) {
+    if (cached.forced) throw cached.forced;
+    return cached.gemm;
+  }
+  const target = file ?? nativeAddonPath();
+  let res: { gemm: NativeGemm | null; error: string | null; forced: UserError | null };
   if (process.env.GEMMA_TUNE_NATIVE === '0') {
-    res = { gemm: null, error: 'disabled by GEMMA_TUNE_NATIVE=0' };
-  } else if (!fs.existsSync(file)) {
-    res = { gemm: null, error: `not built (${file} missing; run \`npm run build:native\`)` };
+    res = { gemm: null, error: 'disabled by GEMMA_TUNE_NATIVE=0', forced: null };
+  } else if (!target || !fs.existsSync(target)) {
+    res = { gemm: null, error: `not built (no ${target ?? `${NATIVE_ADDON_PATH} and no prebuilt binary for ${process.platform}-${process.arch}`}; run \`npm run build:native\`)`, forced: null };
   } else {
     try {
-      res = { gemm: createRequire(import.meta.url)(file) as NativeGemm, error: null };
+      const gemm = createRequire(import.meta.url)(target) as NativeGemm;
+      res = { gemm, error: null, forced: forceKernels(gemm) };
     } catch (e) {
-      res = { gemm: null, error: `failed to load ${file}: ${(e as Error).message}` };
+      res = { gemm: null, error: `failed to load ${target}: ${(e as Error).message.split('\n')[0]}`, forced: null };
     }
   }
-  if (file === NATIVE_ADDON_PATH) cached = res;
+  if (file === undefined) cached = res;
+  if (res.forced) throw res.forced;
   return res.gemm;
 }
 
 /** Why the default addon is unavailable, or null when it loaded. */
 export function nativeGemmError(): string | null {
-  loadNativeGemm();
+  try {
+    loadNativeGemm();
+  } catch (e) {
+    return (e as Error).message;
+  }
   return cached!.error;
 }

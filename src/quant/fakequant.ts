@@ -5,7 +5,7 @@
 // and on every backend (no backend float arithmetic involved). Backward: dL/dw := dL/dŵ (identity; the scale d
 // is treated as a constant and the +8 → 15 clamp is not masked).
 
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { fakeQuantValues, type QuantScheme } from './grid.ts';
 
 export { fakeQuantValues, QUANT_SCHEMES, type QuantScheme } from './grid.ts';

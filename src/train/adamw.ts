@@ -5,7 +5,7 @@
 //   p ← p − (lr / (1 − β1^t)) · m / (sqrt(v) / sqrt(1 − β2^t) + eps)
 // Moments are tf.Variables updated in place; each sub-update runs in its own tidy so at most a few temporaries
 // of the largest parameter (the 671 MB tied embedding of the 270M model) are alive at once.
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import type { TensorMap } from '../util/tensors.ts';
 import { fusedAdamWUpdate, ownedZerosVariable } from '../perf/adamw.ts';
 

@@ -5,7 +5,7 @@
 // cross-entropy is ONE custom-gradient op whose forward keeps only per-row statistics, block by block, and whose
 // backward forms the gradients block by block: nothing of size [M, V] is ever alive. The op's two implementations
 // (native kernels on cpu, tfjs ops elsewhere) live in src/perf/head.ts.
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import type { Gemma3Model, WeightFn } from '../model/gemma3.ts';
 import { gatherRows } from '../model/ops.ts';
 import { headOp, type HeadOptions } from '../perf/head.ts';

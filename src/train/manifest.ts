@@ -4,7 +4,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import type { Manifest } from '../io/run-dir.ts';
 
 export type { ExitStatus, Manifest } from '../io/run-dir.ts';
@@ -54,7 +54,7 @@ export function versions(): Pick<Manifest, 'gemma_tune_version' | 'node_version'
   return {
     gemma_tune_version: packageVersion(),
     node_version: process.version,
-    tfjs_version: tf.version.tfjs,
+    tfjs_version: tf.version_core,
     platform: `${process.platform}-${process.arch}`,
   };
 }

@@ -10,6 +10,7 @@ import { sha256File } from './manifest.ts';
 import { MODEL_WEIGHTS_FILE, RunDir } from '../io/run-dir.ts';
 import { train } from './trainer.ts';
 import type { Reporter } from './terminal.ts';
+import { kernelsEquivalent } from '../perf/native-matmul-kernel.ts';
 
 export interface ReproduceResult {
   match: boolean;
@@ -79,7 +80,7 @@ export async function reproduce(runDirIn: string, opts: { keep?: boolean; report
       const rerunRun = new RunDir(rerunDir);
       const rerun = readMetrics(rerunRun.metricsFile);
       const kernels = rerunRun.readManifest()?.kernels;
-      if (manifest.kernels !== kernels) result.kernelsDiffer = `the run used ${manifest.kernels ?? 'unrecorded'} cpu kernels, the re-run ${kernels ?? 'none'} (different rounding; bits are expected to differ)`;
+      if (!kernelsEquivalent(manifest.kernels, kernels)) result.kernelsDiffer = `the run used ${manifest.kernels ?? 'unrecorded'} cpu kernels, the re-run ${kernels ?? 'none'} (different rounding; bits are expected to differ)`;
       result.rowsCompared = Math.min(original.length, rerun.length);
       result.mismatches = compareRows(original, rerun);
       const finalA = path.join(run.checkpoint('final'), MODEL_WEIGHTS_FILE);

@@ -10,7 +10,8 @@ import { toHFConfig, type Gemma3Config } from '../model/config.ts';
 import { Gemma3Model } from '../model/gemma3.ts';
 import { checkTokenIds, loadBaseWeights } from '../model/load.ts';
 import { decays, frozenNames } from '../model/params.ts';
-import { cpuKernels } from '../perf/native-matmul-kernel.ts';
+import { cpuKernels, kernelsEquivalent } from '../perf/native-matmul-kernel.ts';
+import { kernelReport } from '../perf/kernel-report.ts';
 import { RunDir, type Manifest, type ResumableCheckpoint } from '../io/run-dir.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { loadTokenizer, type GemmaTokenizer } from '../data/tokenizer.ts';
@@ -134,7 +135,7 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
   // ---- manifest + resolved recipe
   if (previous && previous.backend !== backend) {
     reporter.note(`warning: this run started on backend ${previous.backend}, it continues on ${backend}; results will not be bit-identical`);
-  } else if (previous?.kernels && previous.kernels !== manifest.kernels) {
+  } else if (previous?.kernels && !kernelsEquivalent(previous.kernels, manifest.kernels)) {
     reporter.note(`warning: this run started with ${previous.kernels} cpu kernels, it continues with ${manifest.kernels ?? 'none'}; results will not be bit-identical`);
   }
   if (prior && prior.recipeSha256 !== recipeSha) {
@@ -244,6 +245,7 @@ function announce(s: TrainingSetup, unsupervised: number, sources: SourceSummary
   const { recipe, reporter, data } = s;
   const t = recipe.training;
   const params = [...s.model.params.values()].reduce((a, v) => a + v.size, 0);
+  const k = kernelReport(s.backend, params);
   reporter.banner({
     model: recipe.base_model, params, backend: s.backend, trainExamples: data.train.length, valExamples: data.val.length,
     epochs: s.totalSteps / s.stepsPerEpoch, stepsPerEpoch: s.stepsPerEpoch, totalSteps: s.totalSteps,
@@ -252,7 +254,7 @@ function announce(s: TrainingSetup, unsupervised: number, sources: SourceSummary
     qat: recipe.qat.enabled ? `${recipe.qat.scheme} fake-quant from step ${recipe.qat.start_step} (embeddings ${recipe.qat.embeddings})` : null,
     checkpoints: checkpointPolicy(t),
     mix: sources.length > 1 ? sources.map((f) => `${path.basename(f.file)} ${f.train}${f.weight === 1 ? '' : ` (×${f.weight})`}`).join(' + ') : null,
-    warnings: data.warnings,
+    warnings: data.warnings, kernels: k.kernels, kernelWarning: k.warning,
   });
   if (unsupervised > 0) reporter.note(`note: ${unsupervised} example(s) without a supervised token (cut off by max_length) are skipped`);
   if (data.val.length === 0 && t.eval_strategy !== 'no') reporter.note('note: no validation data (data.validation / data.val_set_size), so no val loss and no overfit verdict');

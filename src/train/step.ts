@@ -4,7 +4,7 @@
 // WHOLE window): each micro-batch's gradient is taken of its loss sum divided by the window total, and the
 // gradients are added. So 4 × GA 1 and 1 × GA 4 on the same examples give the same update up to float rounding
 // (no per-micro-batch mean as in transformers#37197).
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { EMBED_NAME, type Gemma3Model, type WeightFn } from '../model/gemma3.ts';
 import type { AdamW } from './adamw.ts';
 import type { Batch } from './batches.ts';

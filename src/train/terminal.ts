@@ -26,6 +26,9 @@ export interface BannerInfo {
   checkpoints?: string | null;
   /** Data preparation warnings (dropped examples, turns cut at max_length); the first few are listed. */
   warnings?: string[];
+  /** The kernels computing the run (src/perf/kernel-report.ts) and a warning when a large model takes a slow path. */
+  kernels?: string;
+  kernelWarning?: string | null;
 }
 
 /** How many data warnings the banner lists (all of them are in summary.json). */
@@ -124,6 +127,8 @@ export function bannerText(b: BannerInfo): string {
     `  backend   ${b.backend}`,
   ];
   if (b.checkpoints) lines.push(`  saving    ${b.checkpoints}`);
+  if (b.kernels) lines.push(`  kernels   ${b.kernels}`);
+  if (b.kernelWarning) lines.push(`  warning   ${b.kernelWarning}`);
   if (b.qat) lines.push(`  qat       ${b.qat}`);
   if (b.resumedFrom) lines.push(`  resume    from ${b.resumedFrom.checkpoint} (step ${b.resumedFrom.step})`);
   const warnings = b.warnings ?? [];

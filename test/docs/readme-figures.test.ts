@@ -9,7 +9,7 @@ import { parse as parseYaml } from 'yaml';
 import { loadResults, QUICKSTART_COMMANDS as COMMANDS, readBlocks, renderBlocks, ROOT, staleBlocks } from '../../scripts/readme-figures.ts';
 
 const readme = fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8');
-const { quickstart, bench } = loadResults();
+const { quickstart, bench, pkg } = loadResults();
 
 /** A `## ` section (or `### ` subsection) of the README, up to the next heading of the same or a higher level. */
 function section(heading: string): string {
@@ -32,13 +32,13 @@ function handWritten(text: string): string {
 
 describe('README figures', () => {
   it('every generated block equals what scripts/readme-figures.ts renders from the results files', () => {
-    const blocks = renderBlocks(quickstart, bench);
+    const blocks = renderBlocks(quickstart, bench, pkg);
     expect([...readBlocks(readme).keys()].sort()).toEqual(Object.keys(blocks).sort());
     expect(staleBlocks(readme, blocks), 'regenerate with: npx tsx scripts/readme-figures.ts').toEqual([]);
   });
 
   it('one digit edited by hand in any block is caught, naming that block', () => {
-    const blocks = renderBlocks(quickstart, bench);
+    const blocks = renderBlocks(quickstart, bench, pkg);
     for (const name of Object.keys(blocks)) {
       const marker = `<!-- figures:${name} -->`;
       const at = readme.indexOf(marker) + marker.length;

@@ -371,7 +371,14 @@ describe('HF cache resolution (fake cache trees)', () => {
     const snap2 = await fakeCache(path.join(tmp, 'home2', 'hub'));
     expect(await resolveModelDir('google/gemma-3-270m-it')).toBe(snap2);
     delete process.env.HF_HOME;
-    expect(hfCacheDir()).toBe(path.join(os.homedir(), '.cache', 'huggingface', 'hub'));
+    expect(hfCacheDir()).toBe(path.join(process.env.XDG_CACHE_HOME!, 'huggingface', 'hub')); // as huggingface_hub
+    const xdg = process.env.XDG_CACHE_HOME;
+    delete process.env.XDG_CACHE_HOME;
+    try {
+      expect(hfCacheDir()).toBe(path.join(os.homedir(), '.cache', 'huggingface', 'hub'));
+    } finally {
+      process.env.XDG_CACHE_HOME = xdg;
+    }
     expect(state.requests.length).toBe(0);
   });
 

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { onBackend, maxAbsDiff } from './helpers.ts';
 import { tinyConfig, tinyModel, tinyWeights, modelLogits } from './tiny.ts';
 import { referenceForward } from './reference-forward.ts';

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { onBackend } from './helpers.ts';
 import { tinyConfig, tinyModel, modelLogits } from './tiny.ts';
 import { argmax, generateIds, sampleToken, TextStreamer } from '../../src/model/generate.ts';

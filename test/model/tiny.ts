@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { parseConfig, type Gemma3Config } from '../../src/model/config.ts';
 import { randomWeights } from '../../src/model/weights.ts';
 import { Gemma3Model } from '../../src/model/gemma3.ts';

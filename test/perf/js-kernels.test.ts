@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { registerFastCpuKernels } from '../../src/perf/js-kernels/register-js-kernels.ts';
 import { registerNativeMatMul } from '../../src/perf/native-matmul-kernel.ts';
 import { loadNativeGemm } from '../../src/perf/native.ts';

@@ -1,7 +1,7 @@
 import { describe, expect, it, afterAll } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { loadNativeGemm, nativeGemmError, NATIVE_ADDON_PATH } from '../../src/perf/native.ts';
 import { disableNativeMatMul, nativeMatMulActive, nativeMatMulCalls, registerNativeMatMul } from '../../src/perf/native-matmul-kernel.ts';
 import { Rng } from '../../src/util/rng.ts';
@@ -140,7 +140,7 @@ describe('fallback without the addon', () => {
 
   it('initBackend("cpu") works with GEMMA_TUNE_NATIVE=0: JS matmul, same numbers', () => {
     const script = `
-      import * as tf from '@tensorflow/tfjs';
+      import * as tf from '@tensorflow/tfjs-core';
       import { initBackend } from './src/model/backend.ts';
       import { nativeMatMulActive } from './src/perf/native-matmul-kernel.ts';
       import { nativeGemmError } from './src/perf/native.ts';

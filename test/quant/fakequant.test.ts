@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { onBackend } from '../model/helpers.ts';
 import { fakeQuant, fakeQuantValues } from '../../src/quant/fakequant.ts';
 import { makeQatWeightFn, qatSchemeFor, type QatOptions } from '../../src/model/qat.ts';

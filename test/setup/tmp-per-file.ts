@@ -4,6 +4,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll } from 'vitest';
+// Tests call tfjs ops directly: what src/model/backend.ts registers (gradients, chained ops, the cpu backend).
+import '../../src/model/backend.ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'file-'));
 process.env.TMPDIR = dir;

@@ -1,4 +1,4 @@
-import type * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs-core';
 import { loadNativeGemm } from '../native.ts';
 import { nativeMatMulActive } from '../native-matmul-kernel.ts';
 import { NATIVE_MIN_SIZE, coalesce, f32, forEachRun, stridesOf, type Fn, type Replacement, type Vals } from './common.ts';

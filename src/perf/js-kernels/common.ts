@@ -1,4 +1,4 @@
-import type * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs-core';
 import type { CpuBackend } from '../cpu-backend.ts';
 
 // Shared pieces of the fast JS kernels (see register-js-kernels.ts): the kernel signature, and iteration over

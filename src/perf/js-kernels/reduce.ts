@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { loadNativeGemm } from '../native.ts';
 import { nativeMatMulActive } from '../native-matmul-kernel.ts';
 import { NATIVE_MIN_SIZE, f32, type Fn, type Replacement } from './common.ts';

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { binaryKernels } from './binary.ts';
 import type { Fn, Replacement } from './common.ts';
 import { reduceKernels } from './reduce.ts';

@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { coalesce, copyRun, f32, forEachRun, stridesOf, type Fn, type KernelArgs, type Vals } from './common.ts';
 
 // Slice and SplitV of float32 tensors: strided copies of the longest contiguous runs.

@@ -1,5 +1,5 @@
 // Small models and data for the training-core tests (vocab 512, hidden 32, 2 layers: a step takes milliseconds).
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { tinyConfig, tinyWeights } from '../../model/tiny.ts';
 import { Gemma3Model } from '../../../src/model/gemma3.ts';
 import type { Gemma3Config } from '../../../src/model/config.ts';

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { makeBatch, type Batch } from '../../../src/train/batches.ts';
 import { supervisedLossSum } from '../../../src/train/loss.ts';
 import type { Gemma3Model } from '../../../src/model/gemma3.ts';

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { onBackend } from '../../model/helpers.ts';
 import { makeBatch, type Batch } from '../../../src/train/batches.ts';
 import { AdamW } from '../../../src/train/adamw.ts';

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { train } from '../../../src/train/trainer.ts';
 import { readMetrics, type TrainRow, type ValRow } from '../../../src/train/metrics.ts';
@@ -80,7 +80,7 @@ describe('a training run', () => {
     expect(recipeYaml).toContain('adam_beta2: 0.999'); // a default, filled in
     const m = json(path.join(out, 'manifest.json'));
     expect(m).toMatchObject({ backend: 'wasm', seed: 7, exit_status: 'completed', exit_code: 0, gemma_tune_version: '0.1.0', node_version: process.version });
-    expect(m.tfjs_version).toBe(tf.version.tfjs);
+    expect(m.tfjs_version).toBe(tf.version_core);
     expect(m.recipe_sha256).toBe(crypto.createHash('sha256').update(recipeYaml).digest('hex'));
     expect(m.data.map((d: { role: string; sha256: string }) => [d.role, d.sha256])).toEqual([
       ['train', sha(path.join(ws.dir, 'train.jsonl'))], ['validation', sha(path.join(ws.dir, 'val.jsonl'))],
