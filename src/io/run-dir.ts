@@ -7,7 +7,8 @@
 //   RUN/metrics.jsonl      one JSON row per logged train step and per evaluation
 //   RUN/summary.json       the outcome (best checkpoint, overfit verdict, losses, throughput, eval)
 //   RUN/loss.svg, loss.png the curves
-//   RUN/checkpoints/NAME/  HF checkpoint dirs (epoch-N, step-N, final) + optimizer.safetensors + trainer_state.json
+//   RUN/checkpoints/NAME/  HF checkpoint dirs (epoch-N, step-N, final) + optimizer.safetensors + trainer_state.json;
+//                          a LoRA run's hold the adapter instead (adapter_config.json + adapter_model.safetensors)
 //   RUN/checkpoints/best   a relative symlink to the best NAME (or a file naming it), or a weights-only copy
 //   RUN/eval/              report.json + table.txt of `eval`
 //   RUN/export/            what `export` writes by default
@@ -53,6 +54,11 @@ export interface ResumableCheckpoint {
 
 const TEMP_MARKERS = ['.tmp-', '.old-'];
 
+/** A checkpoint directory holds a model: a full one (config.json) or a LoRA adapter (adapter_config.json). */
+export function holdsModel(dir: string): boolean {
+  return fs.existsSync(path.join(dir, 'config.json')) || fs.existsSync(path.join(dir, 'adapter_config.json'));
+}
+
 export class RunDir {
   readonly root: string;
 
@@ -95,7 +101,7 @@ export class RunDir {
   checkpointNames(): string[] {
     if (!fs.existsSync(this.checkpointsDir)) return [];
     return fs.readdirSync(this.checkpointsDir)
-      .filter((n) => n !== 'best' && !TEMP_MARKERS.some((m) => n.includes(m)) && fs.existsSync(path.join(this.checkpoint(n), 'config.json')))
+      .filter((n) => n !== 'best' && !TEMP_MARKERS.some((m) => n.includes(m)) && holdsModel(this.checkpoint(n)))
       .sort();
   }
 
@@ -121,7 +127,7 @@ export class RunDir {
   modelCheckpoint(): string {
     const target = this.best() ?? this.final();
     if (!target) throw new UserError(`run directory ${this.root} has neither checkpoints/best nor checkpoints/final (did training save a checkpoint?)`);
-    if (!fs.existsSync(path.join(target, 'config.json'))) throw new UserError(`run directory ${this.root}: checkpoint ${target} has no config.json`);
+    if (!holdsModel(target)) throw new UserError(`run directory ${this.root}: checkpoint ${target} has no config.json (nor adapter_config.json)`);
     return target;
   }
 
@@ -129,7 +135,7 @@ export class RunDir {
   namedCheckpoint(name: string): string {
     if (!/^(best|final|(step|epoch)-\d+)$/.test(name)) throw new UsageError(`--checkpoint must be best, final, step-N or epoch-N, got "${name}"`);
     const dir = name === 'best' ? this.best() : this.checkpoint(name);
-    if (!dir || !fs.existsSync(path.join(dir, 'config.json'))) {
+    if (!dir || !holdsModel(dir)) {
       const have = [...(this.best() ? ['best'] : []), ...this.checkpointNames()];
       throw new UserError(`run directory ${this.root} has no checkpoint "${name}" (available: ${have.join(', ') || 'none'})`);
     }

@@ -3,6 +3,7 @@
 import { saveCheckpoint } from '../model/checkpoint.ts';
 import { saveTrainingCheckpoint, type TrainerState } from './run-state.ts';
 import type { TrainingSetup } from './setup.ts';
+import { adapterWriter, saveAdapterCopy } from './lora-setup.ts';
 
 export class RunCheckpoints {
   /** step → checkpoint name saved this session */
@@ -22,10 +23,9 @@ export class RunCheckpoints {
   /** A resumable checkpoint of the current weights, optimizer and trainer state as checkpoints/NAME. */
   async save(name: string): Promise<void> {
     const { s } = this;
-    await saveTrainingCheckpoint(s.run.checkpoint(name), {
-      config: s.base.config, weights: s.model.toTensorMap(), tokenizerDir: s.base.tokenizerDir,
-      generationConfig: s.base.generationConfig, optimizer: s.optimizer.getState(), state: this.snapshot(),
-    });
+    const model = s.lora ? { adapter: adapterWriter(s.lora) }
+      : { config: s.base.config, weights: s.model.toTensorMap(), tokenizerDir: s.base.tokenizerDir, generationConfig: s.base.generationConfig };
+    await saveTrainingCheckpoint(s.run.checkpoint(name), { ...model, optimizer: s.optimizer.getState(), state: this.snapshot() });
     this.savedAt.set(s.state.globalStep, name);
     this.lastGood = { name, step: s.state.globalStep };
   }
@@ -37,6 +37,7 @@ export class RunCheckpoints {
       await s.run.pointBestAt(savedAs);
       return;
     }
+    if (s.lora) return saveAdapterCopy(s.run.checkpoint('best'), s.lora);
     await saveCheckpoint(s.run.checkpoint('best'), {
       config: s.base.config, weights: s.model.toTensorMap(), tokenizerDir: s.base.tokenizerDir, dtype: 'f32', generationConfig: s.base.generationConfig,
     });

@@ -26,6 +26,7 @@ import { MetricsLog } from './metrics.ts';
 import { OverfitDetector } from './overfit.ts';
 import { readOptimizer, readTrainerState, type TrainerState } from './run-state.ts';
 import { makeReporter, type Reporter } from './terminal.ts';
+import { describeLora, loraBaseWeights, prepareLora, type LoraRun } from './lora-setup.ts';
 
 export interface TrainOptions {
   /** Run directory (default: recipe.output_dir, or the RUN_DIR given to `resume`). */
@@ -57,8 +58,10 @@ export interface TrainingSetup {
   data: { train: TokenizedExample[]; val: TokenizedExample[]; valBatches: Batch[]; warnings: string[] };
   model: Gemma3Model;
   optimizer: AdamW;
-  /** Names of the parameters that train (all but `training.freeze`). */
+  /** Names of the parameters that train (all but `training.freeze`; a LoRA run: the adapter's). */
   trainable: string[];
+  /** `adapter: lora`: the adapter (attached to `model`) and the base it belongs to; null for full fine-tuning. */
+  lora: LoraRun | null;
   stepsPerEpoch: number;
   totalSteps: number;
   /** Where the run stands (fresh, or read from the resumed checkpoint). */
@@ -93,7 +96,7 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
 
   // ---- model and data
   const backend = await initBackend(recipe.backend);
-  const base = await loadBaseWeights(recipe.base_model, recipe.seed);
+  const base = recipe.adapter === 'lora' ? await loraBaseWeights(recipe) : await loadBaseWeights(recipe.base_model, recipe.seed);
   const tokenizer = loadTokenizer(base.tokenizerDir);
   const prepared = await prepareData(recipe.data, tokenizer, recipe.seed);
   // Examples whose supervised part was cut off entirely by max_length teach nothing (prepareData warned about them).
@@ -122,14 +125,16 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
   await run.writeManifest(manifest);
 
   // ---- model, optimizer, state
-  const weights = resumeFrom ? (await loadCheckpoint(resumeFrom.dir)).weights : base.weights;
+  const loraPlan = recipe.adapter === 'lora' ? await prepareLora(recipe, base, manifest.base_model, resumeFrom?.dir ?? null) : null;
+  const weights = resumeFrom && !loraPlan ? (await loadCheckpoint(resumeFrom.dir)).weights : base.weights;
   const model = Gemma3Model.fromWeights(base.config, weights);
   weights.clear();
   base.weights.clear(); // the host copies are no longer needed
+  const lora = loraPlan?.make(model) ?? null;
   const frozen = frozenNames(model.params.keys(), t.freeze);
-  const trainable = [...model.params.keys()].filter((n) => !frozen.has(n));
+  const trainable = lora ? [...lora.adapter.params.keys()] : [...model.params.keys()].filter((n) => !frozen.has(n));
   // Weight decay skips the norm weights, as the HF Trainer's default parameter groups do (no effect at decay 0).
-  const optimizer = new AdamW(model.params, {
+  const optimizer = new AdamW(lora ? lora.adapter.params : model.params, {
     beta1: t.adam_beta1, beta2: t.adam_beta2, epsilon: t.adam_epsilon, weightDecay: t.weight_decay, decays,
   });
   if (resumeFrom) {
@@ -149,7 +154,7 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
 
   const s: TrainingSetup = {
     recipe, run, explicitOutDir: opts.outDir !== undefined, reporter, backend, base: { config: base.config, tokenizerDir: base.tokenizerDir, generationConfig: base.generationConfig },
-    tokenizer, data: { train, val, valBatches, warnings: prepared.stats.warnings }, model, optimizer, trainable,
+    tokenizer, data: { train, val, valBatches, warnings: prepared.stats.warnings }, model, optimizer, trainable, lora,
     stepsPerEpoch, totalSteps, state, rng, overfit, resumeFrom, manifest, metrics,
   };
   announce(s, prepared.train.length - train.length + prepared.val.length - val.length);
@@ -212,6 +217,7 @@ function announce(s: TrainingSetup, unsupervised: number): void {
     qat: recipe.qat.enabled ? `${recipe.qat.scheme} fake-quant from step ${recipe.qat.start_step} (embeddings ${recipe.qat.embeddings})` : null,
     warnings: data.warnings,
   });
+  if (s.lora) reporter.note(describeLora(s.lora, params));
   if (unsupervised > 0) reporter.note(`note: ${unsupervised} example(s) without a supervised token (cut off by max_length) are skipped`);
   if (data.val.length === 0 && t.eval_strategy !== 'no') reporter.note('note: no validation data (data.validation / data.val_set_size), so no val loss and no overfit verdict');
 }

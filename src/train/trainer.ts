@@ -45,6 +45,7 @@ export async function train(recipe: Parameters<typeof setup>[0], opts: TrainOpti
   const summary = buildSummary(s, { status, message, elapsedS: elapsed(), int4: int4Summary(s, finished), eval: endEval });
   await finish(s, summary, plot);
   s.model.dispose();
+  s.lora?.adapter.dispose();
   s.optimizer.dispose?.();
   if (finished) s.reporter.end(endInfo(s, summary));
   else s.reporter.stop();
