@@ -5,7 +5,7 @@ import { BACKEND_NAMES, type BackendName } from '../model/backend.ts';
 import { loadModel, renderPrompt } from '../model/load.ts';
 import { TextStreamer } from '../model/generate.ts';
 import { loadTokenizer } from '../data/tokenizer.ts';
-import { llamaCppThreads } from '../eval/gguf-model.ts';
+import { checkLoraGguf, llamaCppThreads, loraContextOption, loraLoadError } from '../eval/gguf-model.ts';
 
 interface GenerateCliOptions {
   prompt: string;
@@ -17,6 +17,7 @@ interface GenerateCliOptions {
   seed: string;
   backend: string;
   threads?: string;
+  lora?: string;
 }
 
 function numberOpt(v: string | undefined, flag: string, check: (n: number) => boolean, what: string): number | undefined {
@@ -36,6 +37,8 @@ export interface ParsedGenerateOptions {
   seed: number;
   backend: BackendName;
   threads?: number;
+  /** A LoRA adapter: a .gguf adapter for a .gguf model, else an adapter folder or LoRA run directory. */
+  lora?: string;
 }
 
 export function parseGenerateOptions(o: GenerateCliOptions): ParsedGenerateOptions {
@@ -50,6 +53,7 @@ export function parseGenerateOptions(o: GenerateCliOptions): ParsedGenerateOptio
     seed: numberOpt(o.seed, '--seed', (n) => Number.isInteger(n) && n >= 0, 'a non-negative integer')!,
     backend: o.backend as BackendName,
     threads: numberOpt(o.threads, '--threads', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1'),
+    lora: o.lora,
   };
 }
 
@@ -62,10 +66,12 @@ async function generateGguf(file: string, o: ParsedGenerateOptions, write: (s: s
   } catch {
     throw new UserError('running a .gguf model needs the package node-llama-cpp, which could not be loaded');
   }
+  if (o.lora) await checkLoraGguf(o.lora);
   process.stderr.write('backend: llama.cpp (node-llama-cpp, cpu)\n');
   const llama = await llamaCpp.getLlama({ gpu: false, build: 'never', usePrebuiltBinaries: true, skipDownload: true, logLevel: llamaCpp.LlamaLogLevel.error });
   const model = await llama.loadModel({ modelPath: file });
-  const context = await model.createContext({ contextSize: 4096, threads: o.threads ?? llamaCppThreads() });
+  const context = await model.createContext({ contextSize: 4096, threads: o.threads ?? llamaCppThreads(), ...loraContextOption(o.lora) })
+    .catch(async (e) => { await model.dispose(); throw o.lora ? loraLoadError(o.lora, file, e) : e; });
   try {
     // The bundled Gemma 3 chat template renders the prompt; its leading <bos> is parsed as the special token.
     const text = renderPrompt(loadTokenizer(), o.prompt, o.system);
@@ -104,6 +110,7 @@ export function registerGenerate(program: Command): void {
     .option('--seed <s>', 'sampling seed', '0')
     .option('--backend <name>', `tfjs backend: ${BACKEND_NAMES.join(', ')}`, 'auto')
     .option('--threads <n>', 'CPU threads for llama.cpp when MODEL is a .gguf (default: the available cores)')
+    .option('--lora <adapter>', 'apply a LoRA adapter: a .gguf adapter for a .gguf MODEL, else an adapter folder or LoRA run directory')
     .action(async (modelSpec: string, raw: GenerateCliOptions) => {
       const o = parseGenerateOptions(raw);
       const write = (s: string) => { process.stdout.write(s); };
@@ -112,7 +119,8 @@ export function registerGenerate(program: Command): void {
         write('\n');
         return;
       }
-      const m = await loadModel(modelSpec, { backend: o.backend });
+      const m = await loadModel(modelSpec, { backend: o.backend, lora: o.lora });
+      for (const n of m.notes ?? []) process.stderr.write(`note: ${n}\n`);
       process.stderr.write(`backend: ${m.backend}\n`);
       try {
         await m.generate(o.prompt, {

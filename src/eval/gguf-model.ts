@@ -37,11 +37,38 @@ export async function checkGemma3Gguf(file: string): Promise<void> {
   }
 }
 
+/** A LoRA adapter GGUF for a gemma3 model (general.type adapter, adapter.type lora); anything else is a one-line UserError. */
+export async function checkLoraGguf(file: string): Promise<void> {
+  const stat = fs.statSync(file, { throwIfNoEntry: false });
+  if (!stat?.isFile()) throw new UserError(`--lora ${file}: no such file`);
+  const { readGgufFileInfo } = await importLlamaCpp();
+  let md: { general?: { architecture?: unknown; type?: unknown }; adapter?: { type?: unknown } };
+  try {
+    md = (await readGgufFileInfo(file, { readTensorInfo: false, logWarnings: false, sourceType: 'filesystem' })).metadata as typeof md;
+  } catch (e) {
+    throw new UserError(`--lora ${file}: not a readable GGUF file (${(e as Error).message.split('\n')[0]})`);
+  }
+  if (md?.general?.type !== 'adapter' || md?.adapter?.type !== 'lora') throw new UserError(`--lora ${file}: not a LoRA adapter GGUF (general.type ${JSON.stringify(md?.general?.type ?? null)}, adapter.type ${JSON.stringify(md?.adapter?.type ?? null)})`);
+  if (md.general.architecture !== 'gemma3') throw new UserError(`--lora ${file}: an adapter for ${JSON.stringify(md.general.architecture)}, not gemma3`);
+}
+
+/** node-llama-cpp's context option for a LoRA adapter GGUF (scale 1: llama.cpp applies alpha / r itself). */
+export function loraContextOption(lora: string | undefined): { lora?: { adapters: { filePath: string }[] } } {
+  return lora ? { lora: { adapters: [{ filePath: lora }] } } : {};
+}
+
+/** A context creation that failed because of the adapter, as a one-line UserError. */
+export function loraLoadError(lora: string, model: string, e: unknown): UserError {
+  return new UserError(`--lora ${lora}: llama.cpp could not apply it to ${model} (${(e as Error).message.split('\n')[0]}); is it an adapter for this base?`);
+}
+
 export interface GgufEvalOptions {
   /** Longest sequence evaluated (prompt + answer, or prompt + generated tokens). */
   contextSize: number;
   /** llama.cpp CPU threads (default: llamaCppThreads(), the cores this process may use). */
   threads?: number;
+  /** A LoRA adapter GGUF applied on top of the model. */
+  lora?: string;
 }
 
 /**
@@ -59,6 +86,7 @@ export function llamaCppThreads(): number {
  */
 export async function ggufEvalModel(file: string, tokenizer: GemmaTokenizer, opts: GgufEvalOptions): Promise<EvalModel> {
   await checkGemma3Gguf(file);
+  if (opts.lora) await checkLoraGguf(opts.lora);
   const lc = await importLlamaCpp();
   const llama = await lc.getLlama({ gpu: false, build: 'never', usePrebuiltBinaries: true, skipDownload: true, logLevel: lc.LlamaLogLevel.error });
   const model = await llama.loadModel({ modelPath: file });
@@ -73,7 +101,8 @@ export async function ggufEvalModel(file: string, tokenizer: GemmaTokenizer, opt
     flashAttention: false,
     experimentalKvCacheKeyType: 'F32',
     experimentalKvCacheValueType: 'F32',
-  }).catch(async (e) => { await model.dispose(); throw e; });
+    ...loraContextOption(opts.lora),
+  }).catch(async (e) => { await model.dispose(); throw opts.lora ? loraLoadError(opts.lora, file, e) : e; });
   const sequence = context.getSequence();
   const checkIds = (ids: number[]) => {
     for (const id of ids) if (id >= nVocab) throw new UserError(`${file}: token id ${id} is outside the model's vocabulary (${nVocab}); was it exported from a Gemma 3 checkpoint?`);
@@ -83,7 +112,7 @@ export async function ggufEvalModel(file: string, tokenizer: GemmaTokenizer, opt
   type Tok = import('node-llama-cpp').Token;
 
   return {
-    name: file,
+    name: opts.lora ? `${file} + ${opts.lora}` : file,
     kind: 'gguf',
     source: file,
     runtime: 'llama.cpp (cpu)',

@@ -50,9 +50,9 @@ export async function baseIdentity(spec: string, base: BaseWeights): Promise<{ k
 /**
  * Loads the adapter in `dir` and its base. `baseSpec` overrides the recorded base (eval/generate BASE --lora DIR):
  * then a different sha256 is a note, otherwise an error (the adapter would be applied to weights it was not
- * trained on).
+ * trained on). `float`: the base's float weights even when the adapter trained on the grid (export quantizes them).
  */
-export async function loadAdapterWithBase(dir: string, opts: { baseSpec?: string } = {}): Promise<AdapterWithBase> {
+export async function loadAdapterWithBase(dir: string, opts: { baseSpec?: string; float?: boolean } = {}): Promise<AdapterWithBase> {
   const adapter = await readAdapterFiles(dir);
   const rec = adapter.base;
   const spec = opts.baseSpec ?? rec?.spec;
@@ -67,7 +67,7 @@ export async function loadAdapterWithBase(dir: string, opts: { baseSpec?: string
       if (!opts.baseSpec) throw new UserError(`${msg}: the base changed since training`);
       notes.push(`${msg}; the adapter is applied to different weights than it was trained on`);
     }
-    if (rec.grid === 'q4_0') {
+    if (rec.grid === 'q4_0' && !opts.float) {
       snapToGrid(base.weights);
       if (opts.baseSpec) notes.push('base on the INT4 export grid (Q4_0 linears, Q8_0 token embedding), as the adapter was trained (lora.base q4_0)');
     }
