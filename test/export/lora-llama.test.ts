@@ -88,7 +88,8 @@ describe('export RUN --int4 --out base.gguf --adapter-out adapter.gguf', () => {
   });
 
   it('adapter.gguf: general.type adapter, adapter.lora.alpha, blk.N.<type>.weight.lora_a/b with PEFT\'s A and B, F32', async () => {
-    const { metadata, tensorInfos } = await gguf(runs[TASKS[0]].adapter, { allowLocalFile: true });
+    const { metadata: md, tensorInfos } = await gguf(runs[TASKS[0]].adapter, { allowLocalFile: true });
+    const metadata = md as unknown as Record<string, unknown>;
     expect([metadata['general.architecture'], metadata['general.type'], metadata['adapter.type'], metadata['adapter.lora.alpha']]).toEqual(['gemma3', 'adapter', 'lora', 8]);
     expect(tensorInfos).toHaveLength(2 * 7 * 2);
     const q = tensorInfos.find((t) => t.name === 'blk.1.attn_q.weight.lora_a')!;
