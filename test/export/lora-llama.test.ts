@@ -215,3 +215,40 @@ describe('--merge and --format peft', () => {
     expect(viaPeft.models[0].metrics.loss).toBe(ours.models[0].metrics.loss);
   });
 });
+
+describe('the command line with --lora', () => {
+  it('eval base.gguf --lora adapter.gguf --data F.jsonl --json; generate with --lora (llama.cpp and TF.js)', async () => {
+    const { adapter, run, val } = runs[TASKS[0]];
+    const r = await runCli(['eval', baseFile, '--lora', adapter, '--data', val, '--json', '--threads', '1', '--metrics', 'loss', '--max-length', '160']);
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.out);
+    expect(report.models[0].model).toBe(`${baseFile} + ${adapter}`);
+    const ours = await evaluate(run, val, { metrics: ['loss'], backend: 'wasm' });
+    expect(Math.abs(report.models[0].metrics.loss - ours.models[0].metrics.loss!)).toBeLessThan(2e-2);
+    const g = await runCli(['generate', baseFile, '--lora', adapter, '--prompt', 'Hello there!', '--max-new-tokens', '4', '--threads', '1']);
+    expect(g.code).toBe(0);
+    // TF.js: the run directory and `BASE --lora RUN` are the same model
+    const a = await runCli(['generate', run, '--prompt', 'Hello there!', '--max-new-tokens', '6', '--backend', 'wasm']);
+    const b = await runCli(['generate', baseDir, '--lora', run, '--prompt', 'Hello there!', '--max-new-tokens', '6', '--backend', 'wasm']);
+    expect([a.code, b.code]).toEqual([0, 0]);
+    expect(b.out).toBe(a.out);
+    expect(b.err).toContain('base on the INT4 export grid');
+  });
+
+  it('wrong combinations are one-line usage errors', async () => {
+    const { adapter, run } = runs[TASKS[0]];
+    const cases: [string[], RegExp][] = [
+      [['eval', baseFile, '--lora', baseFile, '--data', runs[TASKS[0]].val], /--lora .*base-q4_0\.gguf: not a LoRA adapter GGUF \(general\.type "model"/],
+      [['eval', baseDir, '--lora', adapter, '--data', runs[TASKS[0]].val], /a \.gguf adapter runs with a \.gguf MODEL/],
+      [['export', run, '--format', 'safetensors'], /is a LoRA run: --format safetensors writes a full model, add --merge; the adapter alone is --format peft/],
+      [['export', baseDir, '--merge'], /--merge applies to LoRA runs and adapter folders/],
+      [['export', baseDir, '--adapter-out', path.join(tmp, 'x.gguf')], /--adapter-out applies to LoRA runs/],
+    ];
+    for (const [argv, re] of cases) {
+      const r = await runCli(argv);
+      expect([argv.join(' '), r.code === 1 || r.code === 2]).toEqual([argv.join(' '), true]);
+      expect(r.err).toMatch(re);
+      expect(r.err.trim().split('\n')).toHaveLength(1);
+    }
+  });
+});
