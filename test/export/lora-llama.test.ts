@@ -105,8 +105,9 @@ describe('export RUN --int4 --out base.gguf --adapter-out adapter.gguf', () => {
   });
 });
 
+const losses = {} as Record<string, number>;
+
 describe('llama.cpp on base.gguf + adapter.gguf vs our evaluation of the LoRA run', () => {
-  const losses = {} as Record<string, number>;
   beforeAll(async () => {
     for (const data of TASKS) {
       for (const ad of TASKS) {
@@ -197,8 +198,8 @@ describe('--merge and --format peft', () => {
     const r = await runCli(['export', run, '--merge', '--dtype', 'f32', '--out', f32]);
     expect(r.code).toBe(0);
     const merged = await evaluate(f32, runs[TASKS[0]].val, { metrics: ['loss'], threads: 1, maxLength: 160 });
-    const ours = await evaluate(run, runs[TASKS[0]].val, { metrics: ['loss'], backend: 'wasm' });
-    expect(Math.abs(merged.models[0].metrics.loss! / ours.models[0].metrics.loss! - 1)).toBeLessThan(1e-3); // the F32 GGUF parity bound
+    const ours = losses[`tfjs ${TASKS[0]} on ${TASKS[0]}`];
+    expect(Math.abs(merged.models[0].metrics.loss! / ours - 1)).toBeLessThan(1e-3); // the F32 GGUF parity bound
   });
 
   it('--format peft writes adapter_config.json + adapter_model.safetensors with PEFT names; it loads back as the same adapter', async () => {
@@ -213,8 +214,7 @@ describe('--merge and --format peft', () => {
     expect(Object.keys(header).filter((k) => k !== '__metadata__')).toHaveLength(28);
     // the PEFT folder is a valid --lora for the base: same loss as the run
     const viaPeft = await evaluate(baseDir, runs[TASKS[1]].val, { metrics: ['loss'], backend: 'wasm', lora: out, maxLength: 160 });
-    const ours = await evaluate(run, runs[TASKS[1]].val, { metrics: ['loss'], backend: 'wasm' });
-    expect(viaPeft.models[0].metrics.loss).toBe(ours.models[0].metrics.loss);
+    expect(viaPeft.models[0].metrics.loss).toBe(losses[`tfjs ${TASKS[1]} on ${TASKS[1]}`]);
   });
 });
 
@@ -225,13 +225,12 @@ describe('the command line with --lora', () => {
     expect(r.code).toBe(0);
     const report = JSON.parse(r.out);
     expect(report.models[0].model).toBe(`${baseFile} + ${adapter}`);
-    const ours = await evaluate(run, val, { metrics: ['loss'], backend: 'wasm' });
-    expect(Math.abs(report.models[0].metrics.loss - ours.models[0].metrics.loss!)).toBeLessThan(2e-2);
-    const g = await runCli(['generate', baseFile, '--lora', adapter, '--prompt', 'Hello there!', '--max-new-tokens', '4', '--threads', '1']);
+    expect(report.models[0].metrics.loss).toBe(losses[`llama ${TASKS[0]} on ${TASKS[0]}`]);
+    const g = await runCli(['generate', baseFile, '--lora', adapter, '--prompt', 'Hello there!', '--max-new-tokens', '2', '--threads', '1']);
     expect(g.code).toBe(0);
     // TF.js: the run directory and `BASE --lora RUN` are the same model
-    const a = await runCli(['generate', run, '--prompt', 'Hello there!', '--max-new-tokens', '6', '--backend', 'wasm']);
-    const b = await runCli(['generate', baseDir, '--lora', run, '--prompt', 'Hello there!', '--max-new-tokens', '6', '--backend', 'wasm']);
+    const a = await runCli(['generate', run, '--prompt', 'Hello there!', '--max-new-tokens', '3', '--backend', 'wasm']);
+    const b = await runCli(['generate', baseDir, '--lora', run, '--prompt', 'Hello there!', '--max-new-tokens', '3', '--backend', 'wasm']);
     expect([a.code, b.code]).toEqual([0, 0]);
     expect(b.out).toBe(a.out);
     expect(b.err).toContain('base on the INT4 export grid');
