@@ -82,6 +82,7 @@ export async function runCase(o: CaseOptions, log: (m: string) => void): Promise
   weights.clear(); weights = null;
   const lora = mode === 'lora' ? LoraAdapter.init({ r: 8, alpha: 16, dropout: 0, targetModules: [...LORA_TARGETS] }, cfg, 0) : null;
   model.adapter = lora;
+  const trainableParams = lora ? lora.numParams : null;
   let params = 0;
   for (const v of model.params.values()) params += v.size;
   const examples = syntheticExamples(o.batch, o.seq, cfg.vocabSize, 7);
@@ -127,7 +128,7 @@ export async function runCase(o: CaseOptions, log: (m: string) => void): Promise
   const stepMed = stepS.length ? median(stepS) : null;
   const fwdMed = fwdS.length ? median(fwdS) : null;
   return {
-    model: o.model, backend, mode, trainable_params: lora ? lora.numParams : params, matmul, native_error: backend === 'cpu' ? nativeGemmError() : null, threads: matMulThreads(),
+    model: o.model, backend, mode, trainable_params: trainableParams ?? params, matmul, native_error: backend === 'cpu' ? nativeGemmError() : null, threads: matMulThreads(),
     batch: o.batch, seq: o.seq, supervised_tokens: supervised, matmul_gflops: gflops,
     train_step_impl: o.train ? impl.name : null, step_s: stepS, step_s_median: stepMed, train_tokens_per_s: stepMed ? tokens / stepMed : null,
     forward_s_median: fwdMed, forward_tokens_per_s: fwdMed ? tokens / fwdMed : null,
