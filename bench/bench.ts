@@ -13,6 +13,7 @@ const MODELS: Record<string, string> = { '270m': 'preset:gemma-3-270m', tiny: 'p
 const HELP = `usage: npm run bench -- [options]
   --model LIST     models, comma-separated: 270m, tiny (default: 270m,tiny)
   --backend LIST   tfjs backends: cpu (native matmul when built), cpu-js (native disabled), wasm (default: cpu)
+  --mode LIST      training: full (fine-tune every weight), lora (adapter r 8 on the frozen Q4_0 base) (default: full,lora)
   --steps N        timed training steps, median reported (default 3; after --warmup)
   --warmup N       untimed warm-up steps (default 1)
   --batch N        batch size (default 4)       --seq N   sequence length (default 128)
@@ -22,11 +23,11 @@ const HELP = `usage: npm run bench -- [options]
   --json           print the JSON to stdout instead of writing bench/results.json
   --out FILE       JSON output path (default bench/results.json)`;
 
-interface Args extends Omit<CaseOptions, 'model' | 'backend'> { models: string[]; backends: string[]; json: boolean; out: string }
+interface Args extends Omit<CaseOptions, 'model' | 'backend' | 'mode'> { models: string[]; backends: string[]; modes: ('full' | 'lora')[]; json: boolean; out: string }
 
 function parseArgs(argv: string[]): Args {
   const a: Args = {
-    models: ['270m', 'tiny'], backends: ['cpu'], steps: 3, warmup: 1, batch: 4, seq: 128, gen: 16,
+    models: ['270m', 'tiny'], backends: ['cpu'], modes: ['full', 'lora'], steps: 3, warmup: 1, batch: 4, seq: 128, gen: 16,
     forward: true, train: true, threads: 0, json: false, out: path.join(HERE, 'results.json'),
   };
   const num = (v: string | undefined, name: string, min: number) => {
@@ -39,6 +40,7 @@ function parseArgs(argv: string[]): Args {
     switch (k) {
       case '--model': a.models = v.split(','); i++; break;
       case '--backend': a.backends = v.split(','); i++; break;
+      case '--mode': a.modes = v.split(',') as Args['modes']; i++; break;
       case '--steps': a.steps = num(v, k, 1); i++; break;
       case '--warmup': a.warmup = num(v, k, 0); i++; break;
       case '--batch': a.batch = num(v, k, 1); i++; break;
@@ -55,6 +57,7 @@ function parseArgs(argv: string[]): Args {
   }
   for (const m of a.models) if (!MODELS[m]) { console.error(`bench: unknown model ${m} (270m, tiny)`); process.exit(2); }
   for (const b of a.backends) if (!['cpu', 'cpu-js', 'wasm'].includes(b)) { console.error(`bench: unknown backend ${b} (cpu, cpu-js, wasm)`); process.exit(2); }
+  for (const m of a.modes) if (m !== 'full' && m !== 'lora') { console.error(`bench: unknown mode ${m} (full, lora)`); process.exit(2); }
   return a;
 }
 
@@ -63,9 +66,9 @@ function fmt(x: number | null | undefined, digits = 1): string {
 }
 
 function table(rows: CaseResult[]): string {
-  const head = ['model', 'backend', 'matmul', 'thr', 'GFLOP/s', 'train tok/s', 'step s', 'best s', 'fwd tok/s', 'gen tok/s', 'peak RSS GB', 'load', 'step impl'];
+  const head = ['model', 'backend', 'mode', 'matmul', 'thr', 'GFLOP/s', 'train tok/s', 'step s', 'best s', 'fwd tok/s', 'gen tok/s', 'peak RSS GB', 'load', 'step impl'];
   const body = rows.map((r) => [
-    r.model.replace('preset:', ''), r.backend, r.matmul, String(r.threads), fmt(r.matmul_gflops), fmt(r.train_tokens_per_s), fmt(r.step_s_median, 2),
+    r.model.replace('preset:', ''), r.backend, r.mode ?? 'full', r.matmul, String(r.threads), fmt(r.matmul_gflops), fmt(r.train_tokens_per_s), fmt(r.step_s_median, 2),
     r.step_s.length ? fmt(Math.min(...r.step_s), 2) : '-', fmt(r.forward_tokens_per_s), fmt(r.gen_tokens_per_s), fmt(r.peak_rss_gb, 2),
     r.load_avg.length ? fmt(r.load_avg.reduce((a, b) => a + b, 0) / r.load_avg.length) : '-', r.train_step_impl ?? '-',
   ]);
@@ -87,9 +90,11 @@ async function main(): Promise<void> {
   const results: CaseResult[] = [];
   const failures: { model: string; backend: string; exit: string; stderr_tail: string }[] = [];
   for (const m of args.models) {
-    for (const b of args.backends) {
-      const opts: CaseOptions = { model: MODELS[m], backend: b, steps: args.steps, warmup: args.warmup, batch: args.batch, seq: args.seq, gen: args.gen, forward: args.forward, train: args.train, threads: args.threads };
-      process.stderr.write(`bench: ${m} on ${b} ...\n`);
+    for (const b of args.backends) for (const mode of args.train ? args.modes : ['full' as const]) {
+      // a LoRA case measures training only (its forward and generation are the full model's plus a small term)
+      const lora = mode === 'lora';
+      const opts: CaseOptions = { model: MODELS[m], backend: b, mode, steps: args.steps, warmup: args.warmup, batch: args.batch, seq: args.seq, gen: lora ? 0 : args.gen, forward: args.forward && !lora, train: args.train, threads: args.threads };
+      process.stderr.write(`bench: ${m} on ${b} (${mode}) ...\n`);
       const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', JSON.stringify(opts)], {
         stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', maxBuffer: 256 << 20,
         env: { ...process.env, ...(b === 'cpu-js' ? { GEMMA_TUNE_NATIVE: '0' } : {}) },
@@ -99,8 +104,8 @@ async function main(): Promise<void> {
       process.stderr.write(errLines.join('\n') + '\n');
       const last = (r.stdout ?? '').trim().split('\n').pop() ?? '';
       if (r.status !== 0 || !last.startsWith('{')) {
-        console.error(`bench: ${m} on ${b} failed (exit ${r.status ?? r.signal})`);
-        failures.push({ model: MODELS[m], backend: b, exit: String(r.status ?? r.signal), stderr_tail: errLines.slice(-3).join('\n') });
+        console.error(`bench: ${m} on ${b} (${mode}) failed (exit ${r.status ?? r.signal})`);
+        failures.push({ model: MODELS[m], backend: `${b} (${mode})`, exit: String(r.status ?? r.signal), stderr_tail: errLines.slice(-3).join('\n') });
         process.exitCode = 1;
         continue;
       }

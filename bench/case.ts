@@ -10,14 +10,19 @@ import { Rng } from '../src/util/rng.ts';
 import { loadNativeGemm, nativeGemmError } from '../src/perf/native.ts';
 import { matMulThreads, nativeMatMulActive } from '../src/perf/native-matmul-kernel.ts';
 import { loadStepImpl, type BenchExample } from './step-impl.ts';
+import { LoraAdapter } from '../src/model/lora.ts';
+import { snapToGrid } from '../src/model/qat.ts';
+import { LORA_TARGETS } from '../src/model/params.ts';
 
 export interface CaseOptions {
   model: string; backend: string; steps: number; warmup: number; batch: number; seq: number; gen: number;
   forward: boolean; train: boolean; threads: number;
+  /** `lora`: train a LoRA adapter (the recipe defaults: r 8, alpha 16, all seven projections, dropout 0) on the frozen base on the Q4_0 grid. */
+  mode?: 'full' | 'lora';
 }
 
 export interface CaseResult {
-  model: string; backend: string; matmul: string; native_error: string | null; threads: number;
+  model: string; backend: string; mode: 'full' | 'lora'; trainable_params: number; matmul: string; native_error: string | null; threads: number;
   batch: number; seq: number; supervised_tokens: number;
   matmul_gflops: number;
   train_step_impl: string | null; step_s: number[]; step_s_median: number | null; train_tokens_per_s: number | null;
@@ -71,14 +76,19 @@ export async function runCase(o: CaseOptions, log: (m: string) => void): Promise
 
   const cfg = presetConfig(o.model)!;
   let weights: ReturnType<typeof randomWeights> | null = randomWeights(cfg, 0);
+  const mode = o.mode ?? 'full';
+  if (mode === 'lora') snapToGrid(weights); // lora.base q4_0 (the default): the frozen base on the INT4 grid, once
   const model = Gemma3Model.fromWeights(cfg, weights);
   weights.clear(); weights = null;
+  const lora = mode === 'lora' ? LoraAdapter.init({ r: 8, alpha: 16, dropout: 0, targetModules: [...LORA_TARGETS] }, cfg, 0) : null;
+  model.adapter = lora;
+  const trainableParams = lora ? lora.numParams : null;
   let params = 0;
   for (const v of model.params.values()) params += v.size;
   const examples = syntheticExamples(o.batch, o.seq, cfg.vocabSize, 7);
   const supervised = examples.reduce((s, e) => s + e.labels.filter((l) => l >= 0).length, 0);
   const tokens = o.batch * o.seq;
-  const impl = await loadStepImpl(model);
+  const impl = await loadStepImpl(model, lora);
 
   const stepS: number[] = [], losses: number[] = [], stepCpu: number[] = [], loads: number[] = [];
   let peakTrain: number | null = null;
@@ -114,10 +124,11 @@ export async function runCase(o: CaseOptions, log: (m: string) => void): Promise
   }
   impl.dispose();
   model.dispose();
+  lora?.dispose();
   const stepMed = stepS.length ? median(stepS) : null;
   const fwdMed = fwdS.length ? median(fwdS) : null;
   return {
-    model: o.model, backend, matmul, native_error: backend === 'cpu' ? nativeGemmError() : null, threads: matMulThreads(),
+    model: o.model, backend, mode, trainable_params: trainableParams ?? params, matmul, native_error: backend === 'cpu' ? nativeGemmError() : null, threads: matMulThreads(),
     batch: o.batch, seq: o.seq, supervised_tokens: supervised, matmul_gflops: gflops,
     train_step_impl: o.train ? impl.name : null, step_s: stepS, step_s_median: stepMed, train_tokens_per_s: stepMed ? tokens / stepMed : null,
     forward_s_median: fwdMed, forward_tokens_per_s: fwdMed ? tokens / fwdMed : null,

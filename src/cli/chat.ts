@@ -27,6 +27,7 @@ interface ChatCliOptions {
   backend: string;
   threads?: string;
   contextSize: string | number;
+  lora?: string;
 }
 
 export interface ChatIo {
@@ -82,8 +83,9 @@ export async function chatLoop(conv: Conversation, opts: ReplyOptions, io: ChatI
 }
 
 async function openEngine(spec: string, o: ReturnType<typeof parseGenerateOptions>, contextSize: number, info: Writable): Promise<{ engine: ChatEngine; tokenizerDir?: string }> {
-  if (spec.toLowerCase().endsWith('.gguf')) return { engine: await llamaCppChatEngine(spec, { contextSize, threads: o.threads }) };
-  const m = await loadModel(spec, { backend: o.backend });
+  if (spec.toLowerCase().endsWith('.gguf')) return { engine: await llamaCppChatEngine(spec, { contextSize, threads: o.threads, lora: o.lora }) };
+  const m = await loadModel(spec, { backend: o.backend, lora: o.lora });
+  for (const n of m.notes ?? []) info.write(`note: ${n}\n`);
   info.write(`note: tfjs backend ${m.backend}\n`);
   return { engine: new TfjsChatEngine(m.model, `tfjs/${m.backend}`, () => m.dispose()), tokenizerDir: m.tokenizer.dir };
 }
@@ -119,6 +121,7 @@ export function registerChat(program: Command): void {
     .option('--backend <name>', `tfjs backend: ${BACKEND_NAMES.join(', ')}`, 'auto')
     .option('--threads <n>', 'CPU threads for llama.cpp when MODEL is a .gguf')
     .addOption(new Option('--context-size <n>', 'llama.cpp context size in tokens for a .gguf').default(4096))
+    .option('--lora <adapter>', 'apply a LoRA adapter: a .gguf adapter for a .gguf MODEL, else an adapter folder or LoRA run directory')
     .action(async (spec: string, raw: ChatCliOptions) => {
       const interactive = Boolean(process.stdin.isTTY && process.stdout.isTTY);
       await runChat(spec, raw, { input: process.stdin, output: process.stdout, info: process.stderr, interactive });

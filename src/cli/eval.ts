@@ -23,6 +23,7 @@ interface EvalCliOptions {
   out?: string;
   failBelow: string[];
   failAbove: string[];
+  lora?: string;
 }
 
 function positiveInt(v: string | number | undefined, flag: string): number | undefined {
@@ -44,6 +45,7 @@ export interface ParsedEvalOptions {
   json: boolean;
   out?: string;
   gates: Gate[];
+  lora?: string;
 }
 
 export function parseEvalOptions(o: EvalCliOptions): ParsedEvalOptions {
@@ -62,6 +64,7 @@ export function parseEvalOptions(o: EvalCliOptions): ParsedEvalOptions {
     threads: positiveInt(o.threads, '--threads'),
     json: !!o.json,
     out: o.out,
+    lora: o.lora,
     gates: [
       ...o.failBelow.flatMap((s) => s.split(',')).filter((s) => s.trim()).map((s) => parseGate(s, 'below')),
       ...o.failAbove.flatMap((s) => s.split(',')).filter((s) => s.trim()).map((s) => parseGate(s, 'above')),
@@ -88,6 +91,7 @@ export function registerEval(program: Command): void {
     .option('--max-length <n>', "token limit for the loss (default: the run's recipe, else 512)")
     .option('--backend <name>', `tfjs backend: ${BACKEND_NAMES.join(', ')}`, 'auto')
     .option('--threads <n>', 'CPU threads for llama.cpp when a MODEL is a .gguf file (default: the available cores)')
+    .option('--lora <adapter>', 'apply a LoRA adapter to each MODEL: a .gguf adapter (for .gguf models, via llama.cpp) or an adapter folder / LoRA run directory (TF.js)')
     .option('--json', 'print the full report as JSON on stdout (progress and the table go to stderr)')
     .option('--out <file>', 'write report.json here (default for a run directory: RUN/eval/report.json)')
     .option('--fail-below <metric=value>', 'exit 1 if any model scores below VALUE on METRIC (repeatable, for CI gates)', (v: string, acc: string[]) => [...acc, v], [] as string[])
@@ -105,6 +109,8 @@ export function registerEval(program: Command): void {
         maxLength: o.maxLength,
         backend: o.backend,
         threads: o.threads,
+        lora: o.lora,
+        log: (s: string) => { if (s.startsWith('note: ')) process.stderr.write(s + '\n'); },
         onProgress: progress.update,
       }).finally(progress.clear);
       const table = formatTable(report);

@@ -10,6 +10,8 @@ import { GGUF_DTYPES, exportGguf } from '../export/gguf-export.ts';
 import type { EmbeddingType, ExportSource, ExportSummary, GgufDtype } from '../export/gguf-export.ts';
 import { parseSamplingMode, writeModelfile } from '../export/ollama.ts';
 import { EMBEDDING_SCHEMES } from '../quant/grid.ts';
+import { adapterDirOf } from '../model/lora-load.ts';
+import { runLoraExport } from './export-lora.ts';
 
 interface ExportCliOptions {
   format: string;
@@ -19,6 +21,8 @@ interface ExportCliOptions {
   embeddings?: string;
   checkpoint?: string;
   sampling?: string;
+  adapterOut?: string;
+  merge?: boolean;
   json?: boolean;
 }
 
@@ -103,12 +107,25 @@ function printSummary(r: ExportResult, name: string): void {
 }
 
 async function runExport(model: string, o: ExportCliOptions): Promise<void> {
-  const { result, name } = await exportModel(model, o);
+  const run = RunDir.open(path.resolve(model));
+  const adapterDir = o.checkpoint && run ? adapterDirOf(run.namedCheckpoint(o.checkpoint)) : adapterDirOf(model);
+  if (adapterDir && !o.merge) {
+    if (o.json) throw new UsageError(`--json applies to full models; ${model} is a LoRA run (add --merge to export it as one model)`);
+    return runLoraExport(adapterDir, model, o, (s) => printSummary(ggufResult(s, o.int4 ? 'int4' : o.dtype ?? 'f16'), path.basename(model)));
+  }
+  const { result, name } = await exportModel(model, o, adapterDir);
   if (o.json) process.stdout.write(JSON.stringify(result) + '\n');
   else printSummary(result, name);
 }
 
-async function exportModel(model: string, o: ExportCliOptions): Promise<{ result: ExportResult; name: string }> {
+async function exportModel(model: string, o: ExportCliOptions, adapterDir: string | null): Promise<{ result: ExportResult; name: string }> {
+  if (!adapterDir) {
+    if (o.merge) throw new UsageError(`--merge applies to LoRA runs and adapter folders; ${model} is a full model`);
+    if (o.adapterOut) throw new UsageError(`--adapter-out applies to LoRA runs; ${model} is a full model`);
+    if (o.format === 'peft') throw new UsageError(`--format peft writes a LoRA adapter; ${model} is a full model`);
+  } else if (o.adapterOut) {
+    throw new UsageError('--merge writes one merged model; drop --adapter-out');
+  }
   if (o.int4) {
     if (o.format !== 'gguf') throw new UsageError('--int4 writes GGUF; drop --format or use --format gguf');
     if (o.dtype) throw new UsageError('--int4 and --dtype are exclusive (--int4 = Q4_0 linears, --embeddings for token_embd)');
@@ -152,14 +169,16 @@ export function registerExport(program: Command): void {
     .command('export')
     .description('Export a model as GGUF (llama.cpp / Ollama) or as an HF safetensors checkpoint')
     .argument('<model>', 'run directory, HF checkpoint directory, Hub id (org/name) or preset:NAME')
-    .option('--format <format>', 'gguf or safetensors', 'gguf')
+    .option('--format <format>', 'gguf, safetensors, or peft (a LoRA run\'s adapter as an HF PEFT folder)', 'gguf')
     .option('--dtype <dtype>', 'gguf: f32|f16|bf16|q8_0|q4_0 (default f16); safetensors: bf16|f32 (default bf16)')
     .option('--int4', 'Q4_0 GGUF as llama-quantize makes it for Gemma 3 270M (Q4_0 linears, Q8_0 embeddings) + Ollama Modelfile')
     .option('--embeddings <type>', 'with --int4: type of token_embd: q8_0, f16 or q4_0 (default: the run\'s qat.embeddings when it trained with QAT, else q8_0)')
     .option('--checkpoint <name>', 'with a run directory: best (default), final, step-N or epoch-N')
     .option('--sampling <mode>', 'with --int4: Modelfile PARAMETERs: greedy (default, as eval) or generation-config')
-    .option('--out <path>', 'output file (gguf) or directory (safetensors)')
-    .option('--json', 'print one JSON object on stdout (path, format, dtype, bytes, tensors, compression, Modelfile) instead of the summary')
+    .option('--out <path>', 'output file (gguf) or directory (safetensors, peft); for a LoRA run: the base GGUF')
+    .option('--adapter-out <file>', 'LoRA run: the adapter as a llama.cpp GGUF (default RUN/export/adapter.gguf); the base goes to --out')
+    .option('--merge', 'LoRA run: export the merged model (base + adapter) like a full fine-tune instead of base + adapter')
+    .option('--json', 'print one JSON object on stdout (path, format, dtype, bytes, tensors, compression, Modelfile) instead of the summary; full models only')
     .action(async (model: string, o: ExportCliOptions) => {
       await runExport(model, o);
     });

@@ -4,7 +4,7 @@ import { BACKEND_NAMES, type BackendName } from '../model/backend.ts';
 import { loadModel, renderPrompt } from '../model/load.ts';
 import { TextStreamer } from '../model/generate.ts';
 import { loadTokenizer } from '../data/tokenizer.ts';
-import { checkGemma3Gguf, llamaCppThreads } from '../eval/gguf-model.ts';
+import { checkGemma3Gguf, checkLoraGguf, llamaCppThreads, loraContextOption, loraLoadError } from '../eval/gguf-model.ts';
 import { loadGgufModel } from '../io/llama-cpp.ts';
 
 interface GenerateCliOptions {
@@ -19,6 +19,7 @@ interface GenerateCliOptions {
   backend: string;
   threads?: string;
   json?: boolean;
+  lora?: string;
 }
 
 function numberOpt(v: string | number | undefined, flag: string, check: (n: number) => boolean, what: string): number | undefined {
@@ -38,6 +39,8 @@ export interface ParsedGenerateOptions {
   seed: number;
   backend: BackendName;
   threads?: number;
+  /** A LoRA adapter: a .gguf adapter for a .gguf model, else an adapter folder or LoRA run directory. */
+  lora?: string;
 }
 
 export function parseGenerateOptions(o: GenerateCliOptions): ParsedGenerateOptions {
@@ -52,17 +55,19 @@ export function parseGenerateOptions(o: GenerateCliOptions): ParsedGenerateOptio
     seed: numberOpt(o.seed, '--seed', (n) => Number.isInteger(n) && n >= 0, 'a non-negative integer')!,
     backend: o.backend as BackendName,
     threads: numberOpt(o.threads, '--threads', (n) => Number.isInteger(n) && n >= 1, 'an integer >= 1'),
+    lora: o.lora,
   };
 }
 
 /** Runs a .gguf file through llama.cpp (node-llama-cpp, prebuilt CPU binaries) with the same chat rendering. */
 async function generateGguf(file: string, o: ParsedGenerateOptions, write: (s: string) => void): Promise<{ tokens: number; stopReason: 'stop' | 'length' }> {
   await checkGemma3Gguf(file, 'running a .gguf model');
+  if (o.lora) await checkLoraGguf(o.lora, 'running a .gguf model');
   process.stderr.write('backend: llama.cpp (node-llama-cpp, cpu)\n');
   const { model } = await loadGgufModel(file);
-  const context = await model.createContext({ contextSize: 4096, threads: o.threads ?? llamaCppThreads() }).catch(async (e) => {
+  const context = await model.createContext({ contextSize: 4096, threads: o.threads ?? llamaCppThreads(), ...loraContextOption(o.lora) }).catch(async (e) => {
     await model.dispose();
-    throw new UserError(`${file}: llama.cpp cannot create a context for it: ${(e as Error).message.split('\n')[0]}`);
+    throw o.lora ? loraLoadError(o.lora, file, e) : new UserError(`${file}: llama.cpp cannot create a context for it: ${(e as Error).message.split('\n')[0]}`);
   });
   try {
     // The bundled Gemma 3 chat template renders the prompt; its leading <bos> is parsed as the special token.
@@ -105,6 +110,7 @@ export function registerGenerate(program: Command): void {
     .option('--backend <name>', `tfjs backend: ${BACKEND_NAMES.join(', ')}`, 'auto')
     .option('--threads <n>', 'CPU threads for llama.cpp when MODEL is a .gguf (default: the available cores)')
     .option('--json', 'print one JSON object on stdout (model, backend, prompt, text, tokens, stop_reason) instead of streaming the text')
+    .option('--lora <adapter>', 'apply a LoRA adapter: a .gguf adapter for a .gguf MODEL, else an adapter folder or LoRA run directory')
     .action(async (modelSpec: string, raw: GenerateCliOptions) => {
       const o = parseGenerateOptions(raw);
       let text = '';
@@ -121,7 +127,8 @@ export function registerGenerate(program: Command): void {
         report('llama.cpp', await generateGguf(modelSpec, o, write));
         return;
       }
-      const m = await loadModel(modelSpec, { backend: o.backend });
+      const m = await loadModel(modelSpec, { backend: o.backend, lora: o.lora });
+      for (const n of m.notes ?? []) process.stderr.write(`note: ${n}\n`);
       process.stderr.write(`backend: ${m.backend}\n`);
       try {
         const r = await m.generate(o.prompt, {

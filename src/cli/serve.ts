@@ -5,6 +5,7 @@ import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { UsageError, UserError } from '../errors.ts';
 import { readGgufScalars } from '../io/gguf-kv.ts';
+import { adapterDirOf } from '../model/lora-load.ts';
 import { loadTokenizer } from '../data/tokenizer.ts';
 import { startPageServer, type PageConfig } from '../export/web/server.ts';
 import { defaultSystemPrompt } from './chat.ts';
@@ -29,7 +30,9 @@ export function servedGguf(spec: string): string {
   if (spec.toLowerCase().endsWith('.gguf')) return p;
   if (fs.statSync(p, { throwIfNoEntry: false })?.isDirectory()) {
     const file = path.join(p, 'export', 'model-q4_0.gguf');
-    if (!fs.existsSync(file)) throw new UserError(`${spec}: no ${path.join('export', 'model-q4_0.gguf')} yet; run: gemma-tune export ${spec} --int4`);
+    // the page runs one GGUF: a LoRA run serves its merged model
+    const merge = adapterDirOf(p) ? ' --merge' : '';
+    if (!fs.existsSync(file)) throw new UserError(`${spec}: no ${path.join('export', 'model-q4_0.gguf')} yet; run: gemma-tune export ${spec} --int4${merge}`);
     return file;
   }
   throw new UserError(`${spec}: expected a run directory or a .gguf file`);

@@ -42,6 +42,8 @@ export interface EvaluateOptions {
   log?: (line: string) => void;
   /** Called before the first example of each model, after each example, and once more with the model's result. */
   onProgress?: (p: EvalProgress) => void;
+  /** A LoRA adapter applied to every MODEL: a .gguf adapter for .gguf models, an adapter folder or LoRA run for the others. */
+  lora?: string;
 }
 
 export interface ExampleResult {
@@ -198,10 +200,11 @@ export async function evaluateModel(
 }
 
 /** Load a model spec for evaluation (.gguf → llama.cpp with the bundled tokenizer, anything else → tfjs). */
-export async function openEvalModel(spec: string, opts: { contextSize: number; backend?: BackendName; threads?: number }): Promise<EvalModel> {
-  if (isGgufSpec(spec)) return ggufEvalModel(spec, loadTokenizer(), { contextSize: opts.contextSize, threads: opts.threads });
-  const lm = await loadModel(spec, { backend: opts.backend });
-  return tfjsEvalModel(lm.model, lm.tokenizer, { name: spec, source: lm.dir, backend: lm.backend, dispose: () => lm.dispose() });
+export async function openEvalModel(spec: string, opts: { contextSize: number; backend?: BackendName; threads?: number; lora?: string; log?: (line: string) => void }): Promise<EvalModel> {
+  if (isGgufSpec(spec)) return ggufEvalModel(spec, loadTokenizer(), { contextSize: opts.contextSize, threads: opts.threads, lora: opts.lora });
+  const lm = await loadModel(spec, { backend: opts.backend, lora: opts.lora });
+  for (const n of lm.notes ?? []) opts.log?.(`note: ${n}`);
+  return tfjsEvalModel(lm.model, lm.tokenizer, { name: opts.lora ? `${spec} + ${opts.lora}` : spec, source: lm.dir, backend: lm.backend, dispose: () => lm.dispose() });
 }
 
 /**
@@ -223,7 +226,7 @@ export async function evaluate(models: ModelInput | ModelInput[], dataFile: stri
   const results: ModelResult[] = [];
   for (const [index, spec] of list.entries()) {
     const contextSize = Math.max(...data.examples.map((e) => Math.max(e.inputIds.length, (e.promptIds?.length ?? 0) + maxNewTokens))) + 8;
-    const model = typeof spec === 'string' ? await openEvalModel(spec, { contextSize, backend: opts.backend, threads: opts.threads }) : spec;
+    const model = typeof spec === 'string' ? await openEvalModel(spec, { contextSize, backend: opts.backend, threads: opts.threads, lora: opts.lora, log: opts.log }) : spec;
     try {
       if (model.tokenizer && model.tokenizer !== dataTokenizer) {
         dataTokenizer = model.tokenizer;

@@ -2,22 +2,24 @@
 // ours (the training tokenizer), as in the GGUF evaluator; the sequence keeps its state between turns and drops
 // only what differs from the new prompt. The SWA cache is kept full so that any prefix stays reusable.
 import type { ChatEngine, ReplyOptions } from '../model/chat-session.ts';
-import { checkGemma3Gguf, llamaCppThreads } from './gguf-model.ts';
+import { checkGemma3Gguf, checkLoraGguf, llamaCppThreads, loraContextOption, loraLoadError } from './gguf-model.ts';
 import { UserError } from '../errors.ts';
 import { loadGgufModel } from '../io/llama-cpp.ts';
 
 type Tok = import('node-llama-cpp').Token;
 
-export async function llamaCppChatEngine(file: string, opts: { contextSize: number; threads?: number }): Promise<ChatEngine> {
+export async function llamaCppChatEngine(file: string, opts: { contextSize: number; threads?: number; lora?: string }): Promise<ChatEngine> {
   const purpose = 'chatting with a .gguf model';
   await checkGemma3Gguf(file, purpose);
+  if (opts.lora) await checkLoraGguf(opts.lora, purpose);
   const { lc, model } = await loadGgufModel(file, purpose);
   const context = await model.createContext({
     contextSize: opts.contextSize,
     sequences: 1,
     threads: opts.threads ?? llamaCppThreads(),
     swaFullCache: true,
-  }).catch(async (e) => { await model.dispose(); throw e; });
+    ...loraContextOption(opts.lora),
+  }).catch(async (e) => { await model.dispose(); throw opts.lora ? loraLoadError(opts.lora, file, e) : e; });
   const sequence = context.getSequence();
   let reused = 0;
 

@@ -30,11 +30,38 @@ export async function checkGemma3Gguf(file: string, purpose = PURPOSE): Promise<
   }
 }
 
+/** A LoRA adapter GGUF for a gemma3 model (general.type adapter, adapter.type lora); anything else is a one-line UserError. */
+export async function checkLoraGguf(file: string, purpose = PURPOSE): Promise<void> {
+  const stat = fs.statSync(file, { throwIfNoEntry: false });
+  if (!stat?.isFile()) throw new UserError(`--lora ${file}: no such file`);
+  const { readGgufFileInfo } = await importLlamaCpp(purpose);
+  let md: { general?: { architecture?: unknown; type?: unknown }; adapter?: { type?: unknown } };
+  try {
+    md = (await readGgufFileInfo(file, { readTensorInfo: false, logWarnings: false, sourceType: 'filesystem' })).metadata as typeof md;
+  } catch (e) {
+    throw new UserError(`--lora ${file}: not a readable GGUF file (${(e as Error).message.split('\n')[0]})`);
+  }
+  if (md?.general?.type !== 'adapter' || md?.adapter?.type !== 'lora') throw new UserError(`--lora ${file}: not a LoRA adapter GGUF (general.type ${JSON.stringify(md?.general?.type ?? null)}, adapter.type ${JSON.stringify(md?.adapter?.type ?? null)})`);
+  if (md.general.architecture !== 'gemma3') throw new UserError(`--lora ${file}: an adapter for ${JSON.stringify(md.general.architecture)}, not gemma3`);
+}
+
+/** node-llama-cpp's context option for a LoRA adapter GGUF (scale 1: llama.cpp applies alpha / r itself). */
+export function loraContextOption(lora: string | undefined): { lora?: { adapters: { filePath: string }[] } } {
+  return lora ? { lora: { adapters: [{ filePath: lora }] } } : {};
+}
+
+/** A context creation that failed because of the adapter, as a one-line UserError. */
+export function loraLoadError(lora: string, model: string, e: unknown): UserError {
+  return new UserError(`--lora ${lora}: llama.cpp could not apply it to ${model} (${(e as Error).message.split('\n')[0]}); is it an adapter for this base?`);
+}
+
 export interface GgufEvalOptions {
   /** Longest sequence evaluated (prompt + answer, or prompt + generated tokens). */
   contextSize: number;
   /** llama.cpp CPU threads (default: llamaCppThreads(), the available cores not busy with other work). */
   threads?: number;
+  /** A LoRA adapter GGUF applied on top of the model. */
+  lora?: string;
 }
 
 /**
@@ -66,6 +93,7 @@ export function threadsForLoad(cores: number, load1: number, ownCores = 0): numb
  */
 export async function ggufEvalModel(file: string, tokenizer: GemmaTokenizer, opts: GgufEvalOptions): Promise<EvalModel> {
   await checkGemma3Gguf(file);
+  if (opts.lora) await checkLoraGguf(opts.lora);
   const { model } = await loadGgufModel(file, PURPOSE);
   const vocabTokens = (model.fileInfo.metadata as { tokenizer?: { ggml?: { tokens?: unknown } } })?.tokenizer?.ggml?.tokens;
   const nVocab = Array.isArray(vocabTokens) ? vocabTokens.length : Infinity;
@@ -79,9 +107,10 @@ export async function ggufEvalModel(file: string, tokenizer: GemmaTokenizer, opt
     flashAttention: false,
     experimentalKvCacheKeyType: 'F32',
     experimentalKvCacheValueType: 'F32',
+    ...loraContextOption(opts.lora),
   }).catch(async (e) => {
     await model.dispose();
-    throw new UserError(`${file}: llama.cpp cannot create a context for it: ${(e as Error).message.split('\n')[0]}`);
+    throw opts.lora ? loraLoadError(opts.lora, file, e) : new UserError(`${file}: llama.cpp cannot create a context for it: ${(e as Error).message.split('\n')[0]}`);
   });
   const sequence = context.getSequence();
   const checkIds = (ids: number[]) => {
@@ -92,7 +121,7 @@ export async function ggufEvalModel(file: string, tokenizer: GemmaTokenizer, opt
   type Tok = import('node-llama-cpp').Token;
 
   return {
-    name: file,
+    name: opts.lora ? `${file} + ${opts.lora}` : file,
     kind: 'gguf',
     source: file,
     runtime: 'llama.cpp (cpu)',

@@ -15,6 +15,8 @@ export interface ModelfileOptions {
   /** `greedy` (default): what `eval` and `generate` do; `generation-config`: the checkpoint's sampling. */
   sampling?: SamplingMode;
   generationConfig?: Record<string, unknown> | null;
+  /** A LoRA adapter GGUF applied on top of the FROM model (Ollama's ADAPTER), as a path relative to the Modelfile. */
+  adapter?: string | null;
 }
 
 /**
@@ -56,7 +58,7 @@ export interface ModelfileResult {
 
 export function modelfile(ggufFile: string, opts: ModelfileOptions = {}): ModelfileResult {
   const notes: string[] = [];
-  const lines = [`FROM ./${path.basename(ggufFile)}`, '', `TEMPLATE """${GEMMA_OLLAMA_TEMPLATE}"""`, ''];
+  const lines = [`FROM ./${path.basename(ggufFile)}`, ...(opts.adapter ? [`ADAPTER ${opts.adapter}`] : []), '', `TEMPLATE """${GEMMA_OLLAMA_TEMPLATE}"""`, ''];
   if (opts.system != null) {
     const problem = modelfileValueProblem(opts.system);
     if (problem) notes.push(`Modelfile has no SYSTEM line: the training system prompt cannot be written there (${problem}); send it as the chat's system message`);

@@ -16,13 +16,21 @@ export interface WriteModelfileOptions {
   runDir: string | null;
   generationConfig?: Record<string, unknown> | null;
   sampling?: SamplingMode;
+  /** A LoRA adapter GGUF to load on top (written as ADAPTER, relative to the Modelfile's folder). */
+  adapterFile?: string | null;
 }
 
 /** Writes `<dir of ggufFile>/Modelfile` atomically; returns its path and the system prompt it carries. */
 export async function writeModelfile(ggufFile: string, opts: WriteModelfileOptions): Promise<{ file: string; system: string | null; notes: string[] }> {
   const system = opts.runDir ? await trainingSystemPrompt(opts.runDir) : null;
-  const mf = modelfile(ggufFile, { system, sampling: opts.sampling, generationConfig: opts.generationConfig });
-  const file = path.join(path.dirname(ggufFile), 'Modelfile');
+  const dir = path.dirname(ggufFile);
+  let adapter: string | null = null;
+  if (opts.adapterFile) {
+    const rel = path.relative(dir, opts.adapterFile);
+    adapter = rel.startsWith('..') || path.isAbsolute(rel) ? rel : `./${rel}`;
+  }
+  const mf = modelfile(ggufFile, { system, sampling: opts.sampling, generationConfig: opts.generationConfig, adapter });
+  const file = path.join(dir, 'Modelfile');
   await writeFileAtomic(file, mf.text);
   return { file, system: mf.notes.length ? null : system, notes: mf.notes };
 }

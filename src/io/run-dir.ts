@@ -10,7 +10,8 @@
 //   RUN/samples.jsonl      the sample answers at each evaluation (eval.samples)
 //   RUN/report.html        one self-contained page: recipe, curves, verdict, eval table, samples
 //   RUN/checkpoints/NAME/  HF checkpoint dirs (epoch-N, step-N, final) + trainer_state.json + optimizer.safetensors
-//                          (no optimizer file, and weightsOnly in the state, when save_optimizer_state is false)
+//                          (no optimizer file, and weightsOnly in the state, when save_optimizer_state is false);
+//                          a LoRA run's hold the adapter instead (adapter_config.json + adapter_model.safetensors)
 //   RUN/checkpoints/best   a relative symlink to the best NAME (or a file naming it), or a weights-only copy
 //   RUN/eval/              report.json + table.txt of `eval`
 //   RUN/export/            what `export` writes by default
@@ -66,6 +67,11 @@ export const RUN_ENTRIES = ['recipe.yaml', 'manifest.json', 'metrics.jsonl', 'su
 /** What is at an output folder: nothing, an empty folder, a run, a file, or a folder of someone else's files. */
 export type OutDirState = { kind: 'absent' | 'empty' | 'run' | 'file' } | { kind: 'foreign'; entries: string[] };
 
+/** A checkpoint directory holds a model: a full one (config.json) or a LoRA adapter (adapter_config.json). */
+export function holdsModel(dir: string): boolean {
+  return fs.existsSync(path.join(dir, 'config.json')) || fs.existsSync(path.join(dir, 'adapter_config.json'));
+}
+
 export class RunDir {
   readonly root: string;
 
@@ -120,7 +126,7 @@ export class RunDir {
   checkpointNames(): string[] {
     if (!fs.existsSync(this.checkpointsDir)) return [];
     return fs.readdirSync(this.checkpointsDir)
-      .filter((n) => n !== 'best' && !TEMP_MARKERS.some((m) => n.includes(m)) && fs.existsSync(path.join(this.checkpoint(n), 'config.json')))
+      .filter((n) => n !== 'best' && !TEMP_MARKERS.some((m) => n.includes(m)) && holdsModel(this.checkpoint(n)))
       .sort();
   }
 
@@ -150,7 +156,7 @@ export class RunDir {
       const hint = left.length ? `; checkpoints/${left[0]} is left by an interrupted save: \`gemma-tune train RECIPE --resume ${this.root}\` recovers it` : ' (did training save a checkpoint?)';
       throw new UserError(`run directory ${this.root} has neither checkpoints/best nor checkpoints/final${hint}`);
     }
-    if (!fs.existsSync(path.join(target, 'config.json'))) throw new UserError(`run directory ${this.root}: checkpoint ${target} has no config.json`);
+    if (!holdsModel(target)) throw new UserError(`run directory ${this.root}: checkpoint ${target} has no config.json (nor adapter_config.json)`);
     return target;
   }
 
@@ -158,7 +164,7 @@ export class RunDir {
   namedCheckpoint(name: string): string {
     if (!/^(best|final|(step|epoch)-\d+)$/.test(name)) throw new UsageError(`--checkpoint must be best, final, step-N or epoch-N, got "${name}"`);
     const dir = name === 'best' ? this.best() : this.checkpoint(name);
-    if (!dir || !fs.existsSync(path.join(dir, 'config.json'))) {
+    if (!dir || !holdsModel(dir)) {
       const have = [...(this.best() ? ['best'] : []), ...this.checkpointNames()];
       throw new UserError(`run directory ${this.root} has no checkpoint "${name}" (available: ${have.join(', ') || 'none'})`);
     }

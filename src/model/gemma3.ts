@@ -14,6 +14,15 @@ import { applyRope, attentionMask, embeddingLookup, geluTanh, matMulConstRight, 
 /** Replaces a weight before use (QAT fake-quantization); identity by default. */
 export type WeightFn = (name: string, w: tf.Variable) => tf.Tensor;
 
+/**
+ * Adds a trained low-rank term to the outputs of linear layers (LoRA, src/model/lora.ts). While one is in use the
+ * base weights are constants for differentiation: no gradient is formed for them.
+ */
+export interface LinearAdapter {
+  /** The term to add to `x·Wᵀ` for weight `name` (an HF weight name), or null when `name` has no adapter. */
+  delta(name: string, x: tf.Tensor2D): tf.Tensor2D | null;
+}
+
 export { EMBED_NAME } from './params.ts';
 import { EMBED_NAME } from './params.ts';
 
@@ -52,10 +61,14 @@ export interface HiddenOptions {
   cache?: KVCache;
   /** Absolute position of ids[:, 0]; defaults to cache.length (or 0). */
   startPos?: number;
+  /** Overrides the model's attached `adapter` (null: none). */
+  adapter?: LinearAdapter | null;
 }
 
 export class Gemma3Model {
   readonly params: Map<string, tf.Variable>;
+  /** A LoRA adapter applied on top of the (then frozen) base in every forward pass, or null. */
+  adapter: LinearAdapter | null = null;
 
   private constructor(readonly config: Gemma3Config, params: Map<string, tf.Variable>) {
     this.params = params;
@@ -101,18 +114,19 @@ export class Gemma3Model {
    * backward adds the two gradients (in place where it can: the 671 MB table gradient then exists once).
    * `frozenTable`: the table gets no gradient; the lookup is the plain one. Call inside tf.tidy.
    */
-  hiddenWithTiedTable(ids: tf.Tensor2D, opts: { weightFn?: WeightFn; frozenTable?: boolean } = {}): { hidden: tf.Tensor3D; table: tf.Tensor2D } {
+  hiddenWithTiedTable(ids: tf.Tensor2D, opts: { weightFn?: WeightFn; frozenTable?: boolean; adapter?: LinearAdapter | null } = {}): { hidden: tf.Tensor3D; table: tf.Tensor2D } {
     const embed = this.p(EMBED_NAME);
     let table = (opts.weightFn ? opts.weightFn(EMBED_NAME, embed) : embed) as tf.Tensor2D;
     let rows: tf.Tensor2D | null = null;
     if (!opts.frozenTable) [rows, table] = tiedEmbedding(table, tf.reshape(ids, [-1]) as tf.Tensor1D, { zeroGradRow: this.config.padTokenId });
-    return { hidden: this.trunk(ids, { weightFn: opts.weightFn }, rows), table };
+    return { hidden: this.trunk(ids, { weightFn: opts.weightFn, adapter: opts.adapter }, rows), table };
   }
 
   /** The decoder on ids; `rows`: the embedding rows table[ids] ([B·T, D], before the √D scale) if already looked up. */
   private trunk(ids: tf.Tensor2D, opts: HiddenOptions, rows: tf.Tensor2D | null): tf.Tensor3D {
     const c = this.config;
     const wf: WeightFn = opts.weightFn ?? ((_n, w) => w);
+    const ad = opts.adapter !== undefined ? opts.adapter : this.adapter;
     const cache = opts.cache;
     const startPos = opts.startPos ?? cache?.length ?? 0;
     if (cache && startPos !== cache.length) throw new Error(`hidden: startPos ${startPos} != cache length ${cache.length}`);
@@ -136,7 +150,7 @@ export class Gemma3Model {
       let h = tf.reshape(tf.mul(e, scale), [B * T, c.hiddenSize]) as tf.Tensor2D;
       for (let i = 0; i < c.numHiddenLayers; i++) {
         const lt = c.layerTypes[i];
-        h = this.layer(i, h, B, T, rope[lt], masks[lt], wf, cache);
+        h = this.layer(i, h, B, T, rope[lt], masks[lt], wf, ad, cache);
       }
       h = rmsNorm(h, this.p('model.norm.weight') as tf.Tensor1D, c.rmsNormEps);
       return tf.reshape(h, [B, T, c.hiddenSize]) as tf.Tensor3D;
@@ -170,8 +184,13 @@ export class Gemma3Model {
     this.params.clear();
   }
 
-  private linear(x: tf.Tensor2D, name: string, wf: WeightFn): tf.Tensor2D {
-    return matMulFast(x, wf(name, this.p(name)), false, true);
+  private linear(x: tf.Tensor2D, name: string, wf: WeightFn, ad: LinearAdapter | null): tf.Tensor2D {
+    const w = wf(name, this.p(name));
+    if (!ad) return matMulFast(x, w, false, true);
+    // under an adapter the base is frozen: a constant right operand (same forward values, no weight gradient)
+    const y = matMulConstRight(x, w as tf.Tensor2D, true);
+    const d = ad.delta(name, x);
+    return d ? tf.add(y, d) : y;
   }
 
   private norm<T extends tf.Tensor>(x: T, name: string): T {
@@ -179,13 +198,13 @@ export class Gemma3Model {
   }
 
   /** One decoder block on h [B·T, D]: RMSNorm before and after both attention and MLP (four norms), two residual adds. */
-  private layer(i: number, h: tf.Tensor2D, B: number, T: number, rope: { cos: tf.Tensor2D; sin: tf.Tensor2D }, mask: tf.Tensor2D, wf: WeightFn, cache?: KVCache): tf.Tensor2D {
+  private layer(i: number, h: tf.Tensor2D, B: number, T: number, rope: { cos: tf.Tensor2D; sin: tf.Tensor2D }, mask: tf.Tensor2D, wf: WeightFn, ad: LinearAdapter | null, cache?: KVCache): tf.Tensor2D {
     const p = `model.layers.${i}.`;
     let a = this.norm(h, p + 'input_layernorm.weight');
-    a = this.attention(i, a, B, T, rope, mask, wf, cache);
+    a = this.attention(i, a, B, T, rope, mask, wf, ad, cache);
     h = tf.add(h, this.norm(a, p + 'post_attention_layernorm.weight'));
     let m = this.norm(h, p + 'pre_feedforward_layernorm.weight');
-    m = this.linear(tf.mul(geluTanh(this.linear(m, p + 'mlp.gate_proj.weight', wf)), this.linear(m, p + 'mlp.up_proj.weight', wf)), p + 'mlp.down_proj.weight', wf);
+    m = this.linear(tf.mul(geluTanh(this.linear(m, p + 'mlp.gate_proj.weight', wf, ad)), this.linear(m, p + 'mlp.up_proj.weight', wf, ad)), p + 'mlp.down_proj.weight', wf, ad);
     return tf.add(h, this.norm(m, p + 'post_feedforward_layernorm.weight'));
   }
 
@@ -193,13 +212,13 @@ export class Gemma3Model {
    * Self-attention with QK-norm before RoPE and grouped KV heads. Query head h uses KV head floor(h / G),
    * G = H / Hkv (HF repeat_kv). Queries are grouped as [B·Hkv, G·T, d] so each KV head is multiplied once.
    */
-  private attention(i: number, x: tf.Tensor2D, B: number, T: number, rope: { cos: tf.Tensor2D; sin: tf.Tensor2D }, mask: tf.Tensor2D, wf: WeightFn, cache?: KVCache): tf.Tensor2D {
+  private attention(i: number, x: tf.Tensor2D, B: number, T: number, rope: { cos: tf.Tensor2D; sin: tf.Tensor2D }, mask: tf.Tensor2D, wf: WeightFn, ad: LinearAdapter | null, cache?: KVCache): tf.Tensor2D {
     const c = this.config, p = `model.layers.${i}.self_attn.`;
     const H = c.numAttentionHeads, Hkv = c.numKeyValueHeads, d = c.headDim, G = H / Hkv;
     const heads = (t: tf.Tensor2D, n: number) => tf.transpose(tf.reshape(t, [B, T, n, d]), [0, 2, 1, 3]) as tf.Tensor4D; // [B, n, T, d]
-    let q = heads(this.linear(x, p + 'q_proj.weight', wf), H);
-    let k = heads(this.linear(x, p + 'k_proj.weight', wf), Hkv);
-    let v = heads(this.linear(x, p + 'v_proj.weight', wf), Hkv);
+    let q = heads(this.linear(x, p + 'q_proj.weight', wf, ad), H);
+    let k = heads(this.linear(x, p + 'k_proj.weight', wf, ad), Hkv);
+    let v = heads(this.linear(x, p + 'v_proj.weight', wf, ad), Hkv);
     q = applyRope(this.norm(q, p + 'q_norm.weight'), rope.cos, rope.sin);
     k = applyRope(this.norm(k, p + 'k_norm.weight'), rope.cos, rope.sin);
     if (cache) [k, v] = cache.append(i, k, v);
@@ -210,6 +229,6 @@ export class Gemma3Model {
     const probs = tf.softmax(tf.add(tf.reshape(scores, [B * Hkv, G, T, S]), mask), -1);
     const o = matMulFast(tf.reshape(probs, [B * Hkv, G * T, S]), tf.reshape(v, [B * Hkv, S, d])); // [B·Hkv, G·T, d] = [B, H, T, d]
     const merged = tf.reshape(tf.transpose(tf.reshape(o, [B, H, T, d]), [0, 2, 1, 3]), [B * T, H * d]) as tf.Tensor2D;
-    return this.linear(merged, p + 'o_proj.weight', wf);
+    return this.linear(merged, p + 'o_proj.weight', wf, ad);
   }
 }

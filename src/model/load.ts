@@ -1,15 +1,13 @@
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Gemma3Config } from './config.ts';
-import { presetConfig } from './config.ts';
-import { randomWeights } from './weights.ts';
 import { Gemma3Model } from './gemma3.ts';
+import { loadPlainBaseWeights, type BaseWeights } from './base-weights.ts';
+import { LoraAdapter, mergeLora } from './lora.ts';
+import { adapterDirOf, loadAdapterWithBase, resolveAdapterPath } from './lora-load.ts';
 import { initBackend, type BackendName } from './backend.ts';
 import { generateIds, TextStreamer, type GenerateOptions } from './generate.ts';
-import { defaultTokenizerDir, loadTokenizer, type ChatMessage, type GemmaTokenizer } from '../data/tokenizer.ts';
-import { loadCheckpoint } from './checkpoint.ts';
-import { resolveModelDir } from '../io/hub.ts';
-import type { TensorMap } from '../util/tensors.ts';
+import { loadTokenizer, type ChatMessage, type GemmaTokenizer } from '../data/tokenizer.ts';
 import { UserError } from '../errors.ts';
 
 const LOGIT_ROWS = 64;
@@ -17,6 +15,8 @@ const LOGIT_ROWS = 64;
 export interface LoadModelOptions {
   /** tfjs backend; default 'auto' (tfjs-node-gpu → tfjs-node → wasm → cpu). */
   backend?: BackendName;
+  /** A LoRA adapter (folder or LoRA run directory) to apply on top of the model: then `spec` is its base. */
+  lora?: string;
 }
 
 export interface ChatGenerateOptions extends Omit<GenerateOptions, 'onToken'> {
@@ -41,6 +41,8 @@ export interface LoadedModel {
   /** Checkpoint directory, or null for a preset. */
   dir: string | null;
   generationConfig: Record<string, unknown> | null;
+  /** Things the user should know about how the model was put together (LoRA base, tolerated checkpoint quirks). */
+  notes?: string[];
   /** Logits for every position of `ids` (no BOS added), row-major [ids.length, vocab]. */
   logits(ids: number[]): Promise<Float32Array>;
   /** Chat-templated generation of a reply to `prompt`. */
@@ -71,45 +73,43 @@ export function renderPrompt(tokenizer: GemmaTokenizer, prompt: string, system?:
   return tokenizer.renderChat(messages, { addGenerationPrompt: true });
 }
 
-/** Base weights as host tensors, before a tfjs model is built from them. */
-export interface BaseWeights {
-  config: Gemma3Config;
-  weights: TensorMap;
-  /** Directory with tokenizer.json: the checkpoint's own, else the bundled Gemma 3 tokenizer. */
-  tokenizerDir: string;
-  generationConfig: Record<string, unknown> | null;
-  /** Checkpoint directory the weights came from (null: a preset). */
-  dir: string | null;
-  /** Things tolerated while loading that the user may want to know (see loadCheckpoint). */
-  notes: string[];
-}
-
-/**
- * The weights a model spec names: a preset (random init seeded by `seed`), an HF checkpoint directory, a
- * gemma-tune run directory (its best, else final checkpoint) or a Hub id (HF cache / download).
- */
-export async function loadBaseWeights(spec: string, seed = 0): Promise<BaseWeights> {
-  const preset = presetConfig(spec);
-  if (preset) {
-    return { config: preset, weights: randomWeights(preset, seed), tokenizerDir: defaultTokenizerDir(), generationConfig: null, dir: null, notes: [] };
-  }
-  const dir = await resolveModelDir(spec);
-  const ck = await loadCheckpoint(dir);
-  return { config: ck.config, weights: ck.weights, tokenizerDir: ck.tokenizerDir, generationConfig: ck.generationConfig, dir, notes: ck.notes };
-}
-
 /**
  * Load a Gemma 3 text model: `preset:tiny` / `preset:gemma-3-270m` (seeded random weights, bundled tokenizer),
  * an HF checkpoint directory, a gemma-tune run directory, or a Hub id (via the HF cache / download).
  */
 export async function loadModel(spec: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
   const backend = await initBackend(opts.backend ?? 'auto');
-  const { config, weights, tokenizerDir, generationConfig, dir } = await loadBaseWeights(spec);
-  const tokenizer = loadTokenizer(tokenizerDir);
-  const model = Gemma3Model.fromWeights(config, weights);
-  weights.clear(); // host copies are no longer needed
-  return makeLoadedModel({ config, tokenizer, model, backend, dir, generationConfig });
+  const adapterDir = opts.lora !== undefined ? resolveAdapterPath(opts.lora) : adapterDirOf(spec);
+  if (adapterDir === null) {
+    const { config, weights, tokenizerDir, generationConfig, dir, notes } = await loadPlainBaseWeights(spec);
+    const tokenizer = loadTokenizer(tokenizerDir);
+    const model = Gemma3Model.fromWeights(config, weights);
+    weights.clear(); // host copies are no longer needed
+    return makeLoadedModel({ config, tokenizer, model, backend, dir, generationConfig, notes });
+  }
+  // base + adapter, unmerged: the forward pass the adapter was trained and evaluated with
+  const { adapter, base, notes } = await loadAdapterWithBase(adapterDir, { baseSpec: opts.lora !== undefined ? spec : undefined });
+  const model = Gemma3Model.fromWeights(base.config, base.weights);
+  base.weights.clear();
+  const lora = new LoraAdapter(adapter.config, base.config, adapter.tensors, adapterDir);
+  model.adapter = lora;
+  const lm = makeLoadedModel({ config: base.config, tokenizer: loadTokenizer(base.tokenizerDir), model, backend, dir: adapterDir, generationConfig: base.generationConfig, notes });
+  return { ...lm, dispose() { lm.dispose(); lora.dispose(); } };
 }
+
+/**
+ * The weights a model spec names (see loadPlainBaseWeights); for a LoRA run or adapter folder, the merged model:
+ * its base as the adapter was trained against it (Q4_0 grid for `lora.base: q4_0`) plus (alpha / r)·B·A.
+ */
+export async function loadBaseWeights(spec: string, seed = 0): Promise<BaseWeights> {
+  const adapterDir = adapterDirOf(spec);
+  if (adapterDir === null) return loadPlainBaseWeights(spec, seed);
+  const { adapter, base, notes } = await loadAdapterWithBase(adapterDir);
+  mergeLora(base.weights, adapter.config, base.config, adapter.tensors);
+  return { ...base, notes: [...notes, `merged the LoRA adapter ${adapterDir} into its base ${adapter.base?.spec}`] };
+}
+
+export type { BaseWeights } from './base-weights.ts';
 
 /** Wrap an existing model + tokenizer in the LoadedModel API (used by loadModel and by tests/callers with own weights). */
 export function makeLoadedModel(m: Omit<LoadedModel, 'logits' | 'generate' | 'dispose'>): LoadedModel {

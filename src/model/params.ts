@@ -78,3 +78,11 @@ export function layerType(name: string): string | null {
   if (p.module.startsWith('self_attn.')) return proj === 'o' ? 'attn_output' : `attn_${proj}`;
   return `ffn_${proj}`;
 }
+
+/** PEFT's `target_modules` names for the seven projections of a Gemma 3 block (LoRA), and the module each stands for. */
+export const LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+export type LoraTarget = (typeof LORA_TARGETS)[number];
+export const LORA_TARGET_MODULE: Record<LoraTarget, LayerModule> = {
+  q_proj: 'self_attn.q_proj', k_proj: 'self_attn.k_proj', v_proj: 'self_attn.v_proj', o_proj: 'self_attn.o_proj',
+  gate_proj: 'mlp.gate_proj', up_proj: 'mlp.up_proj', down_proj: 'mlp.down_proj',
+};

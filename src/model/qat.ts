@@ -50,3 +50,15 @@ export function makeQatWeightFn(
     });
   };
 }
+
+/**
+ * Replaces every weight of `weights` that `plan` quantizes by its grid values, in place: the float32 values the
+ * exported file will hold. A LoRA run with `lora.base: q4_0` trains against the base this way (frozen, so the
+ * grid is computed once, not per step).
+ */
+export function snapToGrid(weights: Map<string, { shape: number[]; data: Float32Array }>, plan: Pick<QatOptions, 'scheme' | 'embeddings'> = INT4_PTQ): void {
+  for (const [name, t] of weights) {
+    const scheme = qatSchemeFor(name, plan);
+    if (scheme !== null) t.data = fakeQuantValues(t.data, t.shape[t.shape.length - 1], scheme, name);
+  }
+}

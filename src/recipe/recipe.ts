@@ -155,6 +155,10 @@ export function parseRecipeWithSource(
   }
 
   const recipe = parsed.data;
+  if (data.lora !== undefined && recipe.adapter !== 'lora') {
+    const message = 'only used with adapter: lora (add "adapter: lora", or --set adapter=lora)';
+    throw new RecipeError([doc.has('lora') ? located.problem({ path: ['lora'], message }) : { where: '--set', key: 'lora', message }]);
+  }
   const written: RecipeSource['written'] = {};
   const problems: RecipeProblem[] = [];
   const base = (path: KeyPath) => (located.isOverride(path) ? cwd : baseDir);
@@ -209,7 +213,9 @@ export function parseRecipeWithSource(
 /** The fully resolved recipe (defaults filled, absolute paths) as YAML; a run directory stores this. */
 export function resolvedRecipeYaml(recipe: Recipe): string {
   const header = '# Fully resolved by gemma-tune: every default filled in, paths absolute.\n';
-  return header + stringify(recipe, { lineWidth: 0 });
+  // the lora section only exists for LoRA runs (elsewhere it would be an error on loading the file again)
+  const { lora, ...rest } = recipe;
+  return header + stringify(recipe.adapter === 'lora' ? recipe : rest, { lineWidth: 0 });
 }
 
 // ---------------------------------------------------------------------------------------------------------------

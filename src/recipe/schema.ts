@@ -4,7 +4,7 @@
 import { z } from 'zod';
 
 import { BACKEND_NAMES } from '../model/backend.ts';
-import { PARAM_GROUPS } from '../model/params.ts';
+import { LORA_TARGETS, PARAM_GROUPS } from '../model/params.ts';
 import { CHECKPOINT_DTYPES } from '../model/checkpoint.ts';
 import { EXAMPLE_FORMATS } from '../data/formats.ts';
 import { BUILTIN_ROLE_NAMES, ROLES } from '../data/messages.ts';
@@ -23,6 +23,8 @@ export const FREEZABLE = PARAM_GROUPS;
 export const SAVE_DTYPES = CHECKPOINT_DTYPES;
 export const QAT_SCHEMES = LINEAR_SCHEMES;
 export const QAT_EMBEDDINGS = EMBEDDING_SCHEMES;
+export const ADAPTERS = ['lora'] as const;
+export const LORA_BASES = ['q4_0', 'float'] as const;
 
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]*$/;
 
@@ -98,6 +100,18 @@ export const QatSchema = z.strictObject({
   embeddings: z.enum(QAT_EMBEDDINGS).default('q8_0'),
 });
 
+/**
+ * `lora:` (with `adapter: lora`): PEFT's LoraConfig names. `base: q4_0` trains against the base as `export --int4`
+ * ships it (Q4_0 linears, Q8_0 token embedding); `float` against the float weights, as peers do.
+ */
+export const LoraSchema = z.strictObject({
+  r: positiveInt().max(4096).default(8),
+  alpha: z.number().positive().default(16),
+  dropout: z.number().min(0).lt(1).default(0),
+  target_modules: z.array(z.enum(LORA_TARGETS)).min(1).default([...LORA_TARGETS]),
+  base: z.enum(LORA_BASES).default('q4_0'),
+});
+
 export const EvalSchema = z.strictObject({
   generate: z.boolean().default(false),
   max_new_tokens: positiveInt().default(128),
@@ -116,6 +130,9 @@ const RecipeShape = z.strictObject({
   training: TrainingSchema.prefault({}),
   early_stopping: EarlyStoppingSchema.prefault({}),
   qat: QatSchema.prefault({}),
+  // null = full fine-tuning; `lora` trains a LoRA adapter on the frozen base (section `lora`)
+  adapter: z.enum(ADAPTERS).nullable().default(null),
+  lora: LoraSchema.prefault({}),
   eval: EvalSchema.prefault({}),
   // null = `runs/<name>` under the current directory; the loader fills it in.
   output_dir: z.string().min(1).nullable().default(null),
@@ -184,6 +201,12 @@ export function crossFieldIssues(r: RecipeShapeOut): CrossFieldIssue[] {
         message: 'needs validation data (set data.validation or data.val_set_size)',
       });
     }
+  }
+  if (r.adapter === 'lora') {
+    const dup = r.lora.target_modules.find((m, i) => r.lora.target_modules.indexOf(m) !== i);
+    if (dup) out.push({ path: ['lora', 'target_modules'], message: `lists "${dup}" twice` });
+    if (r.qat.enabled) out.push({ path: ['qat', 'enabled'], message: 'QAT trains the full weights; with adapter: lora the frozen base runs on the INT4 grid with lora.base: q4_0' });
+    if (t.freeze.length > 0) out.push({ path: ['training', 'freeze'], message: 'applies to full fine-tuning; with adapter: lora the whole base is frozen' });
   }
   return out;
 }

@@ -5,6 +5,7 @@ import { saveCheckpoint } from '../model/checkpoint.ts';
 import { saveTrainingCheckpoint, type TrainerState } from './run-state.ts';
 import { pruneCheckpoints } from './retention.ts';
 import type { TrainingSetup } from './setup.ts';
+import { adapterWriter, saveAdapterCopy } from './lora-setup.ts';
 
 export class RunCheckpoints {
   /** step → checkpoint name saved this session */
@@ -33,10 +34,10 @@ export class RunCheckpoints {
   async save(name: string): Promise<void> {
     const { s } = this;
     const t = s.recipe.training;
+    const model = s.lora ? { adapter: adapterWriter(s.lora) }
+      : { config: s.base.config, weights: s.model.toTensorMap(), tokenizerDir: s.base.tokenizerDir, dtype: t.save_dtype, generationConfig: s.base.generationConfig };
     await saveTrainingCheckpoint(s.run.checkpoint(name), {
-      config: s.base.config, weights: s.model.toTensorMap(), tokenizerDir: s.base.tokenizerDir, dtype: t.save_dtype,
-      generationConfig: s.base.generationConfig, optimizer: this.resumable ? s.optimizer.getState() : null, state: this.snapshot(),
-      weightsOnly: !this.resumable,
+      ...model, optimizer: this.resumable ? s.optimizer.getState() : null, state: this.snapshot(), weightsOnly: !this.resumable,
     });
     this.savedAt.set(s.state.globalStep, name);
     this.lastGood = { name, step: s.state.globalStep };
@@ -56,6 +57,7 @@ export class RunCheckpoints {
   async saveBest(savedAs: string | null): Promise<void> {
     const { s } = this;
     if (savedAs !== null) await s.run.pointBestAt(savedAs);
+    else if (s.lora) await saveAdapterCopy(s.run.checkpoint('best'), s.lora);
     else {
       await saveCheckpoint(s.run.checkpoint('best'), {
         config: s.base.config, weights: s.model.toTensorMap(), tokenizerDir: s.base.tokenizerDir, dtype: s.recipe.training.save_dtype, generationConfig: s.base.generationConfig,

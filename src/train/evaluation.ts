@@ -52,6 +52,8 @@ export function int4Summary(s: TrainingSetup, finished: boolean): Int4Summary {
   }
   const none = { qat: null, val_loss_int4_ptq: null, val_loss_int4_ptq_float: null };
   if (!last || last.step !== s.state.globalStep || !finished) return none;
+  // LoRA against the Q4_0 base: the validation loss already is that of the shipped base + adapter
+  if (s.lora?.base.grid === 'q4_0') return { qat: null, val_loss_int4_ptq: last.loss, val_loss_int4_ptq_float: null };
   try {
     const ptq = evalLoss(s.model, s.data.valBatches, { weightFn: makeQatWeightFn(INT4_PTQ, s.state.globalStep) }).loss;
     return { qat: null, val_loss_int4_ptq: ptq, val_loss_int4_ptq_float: last.loss };

@@ -12,6 +12,7 @@ import type { BestRecord } from './run-state.ts';
 import { lrAt } from './schedule.ts';
 import { checkpointPath, type TrainingSetup } from './setup.ts';
 import { trainStep, type TrainStepResult } from './step.ts';
+import { loraStepOptions } from './lora-setup.ts';
 
 export interface LoopHooks {
   /** The validation row of the current weights. */
@@ -108,7 +109,7 @@ function optimizerStep(s: TrainingSetup, examples: TokenizedExample[][]): TrainS
   const lr = lrAt(st.globalStep, { schedule: t.lr_scheduler, learningRate: t.learning_rate, warmupSteps: t.warmup_steps, totalSteps: s.totalSteps });
   const batches = examples.map((xs) => makeBatch(xs, s.tokenizer.padId));
   const weightFn = makeQatWeightFn(recipe.qat, st.globalStep);
-  const res = trainStep(s.model, s.optimizer, batches, { lr, maxGradNorm: t.max_grad_norm ?? undefined, weightFn, trainable: s.trainable });
+  const res = trainStep(s.model, s.optimizer, batches, { lr, maxGradNorm: t.max_grad_norm ?? undefined, weightFn, trainable: s.trainable, ...loraStepOptions(s.lora, recipe.seed, st.globalStep) });
   const flat = examples.flat();
   st.globalStep++;
   st.windowsDone++;

@@ -6,7 +6,7 @@
 // backward forms the gradients block by block: nothing of size [M, V] is ever alive. The op's two implementations
 // (native kernels on cpu, tfjs ops elsewhere) live in src/perf/head.ts.
 import * as tf from '@tensorflow/tfjs-core';
-import type { Gemma3Model, WeightFn } from '../model/gemma3.ts';
+import type { Gemma3Model, LinearAdapter, WeightFn } from '../model/gemma3.ts';
 import { gatherRows } from '../model/ops.ts';
 import { headOp, type HeadOptions } from '../perf/head.ts';
 import { IGNORE_INDEX } from '../data/types.ts';
@@ -23,6 +23,8 @@ export interface LossOptions {
   transposedTableMaxElems?: number;
   /** See HeadOptions: the gradient the caller will send back for the loss sum (1/N for a mean over N tokens). */
   gradScale?: number;
+  /** Overrides the model's attached adapter (LoRA with this step's dropout). */
+  adapter?: LinearAdapter | null;
 }
 
 const DEFAULT_BLOCK_ELEMS = 1 << 25;
@@ -57,7 +59,7 @@ export function supervisedLossSum(model: Gemma3Model, batch: Batch, opts: LossOp
   return tf.tidy(() => {
     const ids = tf.tensor2d(batch.inputIds, [batch.batchSize, batch.seqLen], 'int32');
     const frozenTable = opts.frozenEmbedding ?? false;
-    const { hidden, table } = model.hiddenWithTiedTable(ids, { weightFn: opts.weightFn, frozenTable });
+    const { hidden, table } = model.hiddenWithTiedTable(ids, { weightFn: opts.weightFn, frozenTable, adapter: opts.adapter });
     const h = tf.reshape(hidden, [batch.batchSize * batch.seqLen, cfg.hiddenSize]) as tf.Tensor2D;
     const hSel = rows.length === h.shape[0] ? h : gatherRows(h, tf.tensor1d(rows, 'int32'));
     return headCrossEntropySum(hSel, table, targets, {

@@ -8,6 +8,7 @@ import { UserError } from '../errors.ts';
 import { DETERMINISTIC_FIELDS, readMetrics, type MetricsRow } from './metrics.ts';
 import { sha256File } from './manifest.ts';
 import { MODEL_WEIGHTS_FILE, RunDir } from '../io/run-dir.ts';
+import { ADAPTER_WEIGHTS_FILE } from '../model/lora-files.ts';
 import { train } from './trainer.ts';
 import type { Reporter } from './terminal.ts';
 import { kernelsEquivalent } from '../perf/native-matmul-kernel.ts';
@@ -83,11 +84,13 @@ export async function reproduce(runDirIn: string, opts: { keep?: boolean; report
       if (!kernelsEquivalent(manifest.kernels, kernels)) result.kernelsDiffer = `the run used ${manifest.kernels ?? 'unrecorded'} cpu kernels, the re-run ${kernels ?? 'none'} (different rounding; bits are expected to differ)`;
       result.rowsCompared = Math.min(original.length, rerun.length);
       result.mismatches = compareRows(original, rerun);
-      const finalA = path.join(run.checkpoint('final'), MODEL_WEIGHTS_FILE);
-      const finalB = path.join(rerunRun.checkpoint('final'), MODEL_WEIGHTS_FILE);
+      // a LoRA run's final checkpoint holds the adapter
+      const file = fs.existsSync(path.join(run.checkpoint('final'), ADAPTER_WEIGHTS_FILE)) ? ADAPTER_WEIGHTS_FILE : MODEL_WEIGHTS_FILE;
+      const finalA = path.join(run.checkpoint('final'), file);
+      const finalB = path.join(rerunRun.checkpoint('final'), file);
       if (fs.existsSync(finalA)) {
         result.weightsMatch = fs.existsSync(finalB) && (await sha256File(finalA)) === (await sha256File(finalB));
-        if (!result.weightsMatch) result.mismatches.push('checkpoints/final/model.safetensors differs from the re-run\'s');
+        if (!result.weightsMatch) result.mismatches.push(`checkpoints/final/${file} differs from the re-run's`);
       }
     }
     result.match = dataChanged.length === 0 && result.mismatches.length === 0;

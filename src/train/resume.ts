@@ -5,6 +5,7 @@
 import path from 'node:path';
 import type { Gemma3Config } from '../model/config.ts';
 import { loadCheckpoint } from '../model/checkpoint.ts';
+import { readAdapterFiles } from '../model/lora-files.ts';
 import type { TensorMap } from '../util/tensors.ts';
 import type { ResumableCheckpoint, RunDir } from '../io/run-dir.ts';
 import { UserError } from '../errors.ts';
@@ -31,8 +32,8 @@ export function configDifference(ck: Gemma3Config, base: Gemma3Config): string |
   return null;
 }
 
-/** The newest checkpoint of `run` that loads completely and fits `baseConfig`; reads only. */
-export async function findResumePoint(run: RunDir, baseConfig: Gemma3Config, baseModel: string): Promise<ResumePoint> {
+/** The newest checkpoint of `run` that loads completely and fits `baseConfig`; reads only. `adapter`: a LoRA run (weights stay empty). */
+export async function findResumePoint(run: RunDir, baseConfig: Gemma3Config, baseModel: string, opts: { adapter?: boolean } = {}): Promise<ResumePoint> {
   const candidates = run.resumable();
   if (candidates.length === 0 && run.weightsOnly().length) {
     throw new UserError(`--resume: the checkpoints of ${run.root} hold weights only (training.save_optimizer_state: false), so the run cannot be resumed; ` +
@@ -46,7 +47,14 @@ export async function findResumePoint(run: RunDir, baseConfig: Gemma3Config, bas
     let config: Gemma3Config;
     try {
       state = readTrainerState(c.dir);
-      ({ weights, config } = await loadCheckpoint(c.dir));
+      if (opts.adapter) {
+        // a LoRA run's checkpoint holds the adapter (the base comes from the recipe; prepareLora checks they match)
+        await readAdapterFiles(c.dir);
+        weights = new Map();
+        config = baseConfig;
+      } else {
+        ({ weights, config } = await loadCheckpoint(c.dir));
+      }
       optimizer = await readOptimizer(c.dir);
       if (!optimizer) throw new UserError(`${path.join(c.dir, 'optimizer.safetensors')}: missing`);
     } catch (e) {

@@ -73,24 +73,32 @@ export interface OptimizerSnapshot {
   meta: Record<string, unknown>;
 }
 
-export interface TrainingCheckpoint {
-  config: Gemma3Config;
-  weights: TensorMap;
-  tokenizerDir: string;
-  generationConfig?: Record<string, unknown> | null;
+/** The model part of a checkpoint: an HF checkpoint, or (a LoRA run) a writer of the adapter files into the folder. */
+export type CheckpointModel =
+  | {
+    config: Gemma3Config; weights: TensorMap; tokenizerDir: string; generationConfig?: Record<string, unknown> | null;
+    /** dtype of model.safetensors (default f32; bf16 only for weights-only checkpoints). */
+    dtype?: CheckpointDtype;
+  }
+  | { adapter: (dir: string) => Promise<void> };
+
+export type TrainingCheckpoint = CheckpointModel & {
   optimizer?: OptimizerSnapshot | null;
   state: TrainerState;
   /** training.save_optimizer_state: false: no optimizer state, and the trainer state says weightsOnly (not resumable). */
   weightsOnly?: boolean;
-  /** dtype of model.safetensors (default f32; bf16 only for weights-only checkpoints). */
-  dtype?: CheckpointDtype;
-}
+};
 
 /** Write checkpoint `dir` atomically: model (HF layout) + optimizer + trainer state, all or nothing. */
 export async function saveTrainingCheckpoint(dir: string, ck: TrainingCheckpoint): Promise<void> {
   const tmp = tempSibling(dir);
   try {
-    await saveCheckpoint(tmp, { config: ck.config, weights: ck.weights, tokenizerDir: ck.tokenizerDir, dtype: ck.dtype ?? 'f32', generationConfig: ck.generationConfig });
+    if ('adapter' in ck) {
+      await fs.promises.mkdir(tmp, { recursive: true });
+      await ck.adapter(tmp);
+    } else {
+      await saveCheckpoint(tmp, { config: ck.config, weights: ck.weights, tokenizerDir: ck.tokenizerDir, dtype: ck.dtype ?? 'f32', generationConfig: ck.generationConfig });
+    }
     if (ck.optimizer) {
       await writeSafetensors(path.join(tmp, OPTIMIZER_FILE), ck.optimizer.tensors, {
         dtype: 'f32',

@@ -28,6 +28,7 @@ import { OverfitDetector } from './overfit.ts';
 import { findResumePoint } from './resume.ts';
 import type { TrainerState } from './run-state.ts';
 import { makeReporter, type Reporter } from './terminal.ts';
+import { describeLora, loraBaseWeights, prepareLora, type LoraRun } from './lora-setup.ts';
 
 export interface TrainOptions {
   /** Run directory (default: recipe.output_dir, or the RUN_DIR given to `resume`). */
@@ -61,8 +62,10 @@ export interface TrainingSetup {
   data: { train: TokenizedExample[]; val: TokenizedExample[]; valBatches: Batch[]; warnings: string[] };
   model: Gemma3Model;
   optimizer: AdamW;
-  /** Names of the parameters that train (all but `training.freeze`). */
+  /** Names of the parameters that train (all but `training.freeze`; a LoRA run: the adapter's). */
   trainable: string[];
+  /** `adapter: lora`: the adapter (attached to `model`) and the base it belongs to; null for full fine-tuning. */
+  lora: LoraRun | null;
   stepsPerEpoch: number;
   totalSteps: number;
   /** Where the run stands (fresh, or read from the resumed checkpoint). */
@@ -94,7 +97,7 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
 
   // ---- model and data
   const backend = await initBackend(recipe.backend);
-  const base = await loadBaseWeights(recipe.base_model, recipe.seed);
+  const base = recipe.adapter === 'lora' ? await loraBaseWeights(recipe) : await loadBaseWeights(recipe.base_model, recipe.seed);
   const tokenizer = loadTokenizer(base.tokenizerDir);
   const prepared = await prepareData(recipe.data, tokenizer, recipe.seed);
   // Examples whose supervised part was cut off entirely by max_length teach nothing (prepareData warned about them).
@@ -104,7 +107,7 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
   for (const x of [...train, ...val]) checkTokenIds([...x.inputIds, ...x.labels], base.config.vocabSize, base.dir, ` in ${x.file}:${x.line}`);
 
   // ---- where we start from
-  const resume = resuming ? await findResumePoint(run, base.config, recipe.base_model) : null;
+  const resume = resuming ? await findResumePoint(run, base.config, recipe.base_model, { adapter: recipe.adapter === 'lora' }) : null;
   const prior = resume?.state ?? null;
   if (prior && prior.trainExamples !== train.length) {
     throw new UserError(`--resume: the checkpoint was trained on ${prior.trainExamples} examples, the data now has ${train.length}; resume needs the same data`);
@@ -113,6 +116,8 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
   const totalSteps = t.max_steps ?? t.num_epochs * stepsPerEpoch;
   const previous = resuming ? run.readManifest() : null;
   const manifest = await startManifest(recipe, run, backend, recipeSha, resume?.from ?? null, previous, base.dir === null ? toHFConfig(base.config, 'float32') : null, base.dir);
+  // LoRA: the base on the adapter's grid, and the adapter (from the resumed checkpoint, checked against the base)
+  const loraPlan = recipe.adapter === 'lora' ? await prepareLora(recipe, base, manifest.base_model, resume?.from.dir ?? null) : null;
 
   // ---- from here on the run directory is written
   if (opts.overwrite && RunDir.isRun(run.root)) {
@@ -145,14 +150,15 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
   await run.writeManifest(manifest);
 
   // ---- model, optimizer, state
-  const weights = resume ? resume.weights : base.weights;
+  const weights = resume && !loraPlan ? resume.weights : base.weights;
   const model = Gemma3Model.fromWeights(base.config, weights);
   weights.clear();
   base.weights.clear(); // the host copies are no longer needed
+  const lora = loraPlan?.make(model) ?? null;
   const frozen = frozenNames(model.params.keys(), t.freeze);
-  const trainable = [...model.params.keys()].filter((n) => !frozen.has(n));
+  const trainable = lora ? [...lora.adapter.params.keys()] : [...model.params.keys()].filter((n) => !frozen.has(n));
   // Weight decay skips the norm weights, as the HF Trainer's default parameter groups do (no effect at decay 0).
-  const optimizer = new AdamW(model.params, {
+  const optimizer = new AdamW(lora ? lora.adapter.params : model.params, {
     beta1: t.adam_beta1, beta2: t.adam_beta2, epsilon: t.adam_epsilon, weightDecay: t.weight_decay, decays,
   });
   if (resume) optimizer.setState(resume.optimizer);
@@ -168,7 +174,7 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
 
   const s: TrainingSetup = {
     recipe, run, explicitOutDir: opts.outDir !== undefined, reporter, backend, base: { config: base.config, tokenizerDir: base.tokenizerDir, generationConfig: base.generationConfig },
-    tokenizer, data: { train, val, valBatches, warnings: prepared.stats.warnings }, model, optimizer, trainable,
+    tokenizer, data: { train, val, valBatches, warnings: prepared.stats.warnings }, model, optimizer, trainable, lora,
     stepsPerEpoch, totalSteps, state, rng, overfit, resumeFrom, manifest, metrics,
   };
   announce(s, prepared.train.length - train.length + prepared.val.length - val.length, prepared.stats.sources);
@@ -256,6 +262,7 @@ function announce(s: TrainingSetup, unsupervised: number, sources: SourceSummary
     mix: sources.length > 1 ? sources.map((f) => `${path.basename(f.file)} ${f.train}${f.weight === 1 ? '' : ` (×${f.weight})`}`).join(' + ') : null,
     warnings: data.warnings, kernels: k.kernels, kernelWarning: k.warning,
   });
+  if (s.lora) reporter.note(describeLora(s.lora, params));
   if (unsupervised > 0) reporter.note(`note: ${unsupervised} example(s) without a supervised token (cut off by max_length) are skipped`);
   if (data.val.length === 0 && t.eval_strategy !== 'no') reporter.note('note: no validation data (data.validation / data.val_set_size), so no val loss and no overfit verdict');
 }

@@ -5,7 +5,7 @@
 // gradients are added. So 4 × GA 1 and 1 × GA 4 on the same examples give the same update up to float rounding
 // (no per-micro-batch mean as in transformers#37197).
 import * as tf from '@tensorflow/tfjs-core';
-import { EMBED_NAME, type Gemma3Model, type WeightFn } from '../model/gemma3.ts';
+import { EMBED_NAME, type Gemma3Model, type LinearAdapter, type WeightFn } from '../model/gemma3.ts';
 import type { AdamW } from './adamw.ts';
 import type { Batch } from './batches.ts';
 import { supervisedLossSum } from './loss.ts';
@@ -20,6 +20,10 @@ export interface TrainStepOptions {
   trainable?: ((name: string) => boolean) | Iterable<string>;
   /** Rows of logits per block (see supervisedLossSum). */
   chunkSize?: number;
+  /** The parameters `trainable` picks from (default: the model's); a LoRA step passes the adapter's. */
+  params?: Map<string, tf.Variable>;
+  /** The adapter of this step's forward pass (a LoRA adapter with this step's dropout); default: the model's own. */
+  adapter?: LinearAdapter | null;
 }
 
 export interface TrainStepResult {
@@ -43,12 +47,13 @@ export function trainStep(model: Gemma3Model, optimizer: AdamW, window: Batch[],
   const tokens = window.reduce((a, b) => a + b.numTokens, 0);
   if (supervisedTokens === 0) throw new Error('trainStep: no supervised token in the accumulation window');
   const isTrainable = trainablePredicate(opts.trainable);
-  const names = [...model.params.keys()].filter(isTrainable);
+  const params = opts.params ?? model.params;
+  const names = [...params.keys()].filter(isTrainable);
   if (names.length === 0) throw new Error('trainStep: no trainable parameter');
-  const vars = names.map((n) => model.params.get(n)!);
+  const vars = names.map((n) => params.get(n)!);
   const byVarName = new Map(vars.map((v, i) => [v.name, names[i]]));
   // gradScale: the loss sum is divided by the window's token count, so that is the gradient the head will get back
-  const lossOpts = { weightFn: opts.weightFn, chunkSize: opts.chunkSize, frozenEmbedding: !names.includes(EMBED_NAME), gradScale: 1 / supervisedTokens };
+  const lossOpts = { weightFn: opts.weightFn, chunkSize: opts.chunkSize, frozenEmbedding: !names.includes(EMBED_NAME), gradScale: 1 / supervisedTokens, adapter: opts.adapter };
 
   const grads = new Map<string, tf.Tensor>();
   let loss = 0;

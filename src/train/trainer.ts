@@ -57,6 +57,7 @@ export async function train(recipe: Parameters<typeof setup>[0], opts: TrainOpti
   await finish(s, summary, () => plotCurves(s));
   await report(summary);
   s.model.dispose();
+  s.lora?.adapter.dispose();
   s.optimizer.dispose?.();
   if (finished) s.reporter.end(endInfo(s, summary));
   else s.reporter.stop();

@@ -43,6 +43,7 @@ export function nearest(word: string, candidates: readonly string[]): string | n
  * Keyed by section ('' = top level); values are the dotted recipe path to suggest.
  */
 export const KEY_ALIASES: Record<string, Record<string, string>> = {
+  lora: { rank: 'lora.r', lora_r: 'lora.r', lora_alpha: 'lora.alpha', lora_dropout: 'lora.dropout', target: 'lora.target_modules', targets: 'lora.target_modules' },
   '': {
     model: 'base_model',
     model_name_or_path: 'base_model',
@@ -60,6 +61,7 @@ export const KEY_ALIASES: Record<string, Record<string, string>> = {
     early_stopping_patience: 'early_stopping.patience',
     generate_samples: 'eval.samples',
     save_only_model: 'training.save_optimizer_state',
+    lora_r: 'lora.r', lora_alpha: 'lora.alpha', lora_dropout: 'lora.dropout', lora_target_modules: 'lora.target_modules',
   },
   data: {
     path: 'data.train',

@@ -57,6 +57,8 @@ describe('defaults', () => {
       },
       early_stopping: { enabled: false, patience: 2 },
       qat: { enabled: false, scheme: 'q4_0', start_step: 0, embeddings: 'q8_0' },
+      adapter: null,
+      lora: { r: 8, alpha: 16, dropout: 0, target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], base: 'q4_0' },
       eval: { generate: false, max_new_tokens: 128, samples: 3 },
       output_dir: join(dir, 'runs', 'demo'),
     });
@@ -186,7 +188,7 @@ training:
       'recipe.yaml: name: required key is missing',
       'recipe.yaml:1: seed: expected integer, got string "x"',
       'recipe.yaml:4: data.format: expected one of "auto" | "messages" | "sharegpt" | "prompt_completion" | "text", got string "csv"',
-      'recipe.yaml:5: bogus: unknown key (valid keys: name, seed, base_model, backend, data, training, early_stopping, qat, eval, output_dir)',
+      'recipe.yaml:5: bogus: unknown key (valid keys: name, seed, base_model, backend, data, training, early_stopping, qat, adapter, lora, eval, output_dir)',
     ]);
     expect((e as RecipeError).problems[2]).toEqual({ where: 'recipe.yaml:4', key: 'data.format', message: expect.stringContaining('expected one of') });
   });
