@@ -40,7 +40,7 @@ async function trainTask(task: Task, baseDir: string): Promise<{ run: string; va
   fs.mkdirSync(dir);
   fs.writeFileSync(path.join(dir, 'train.jsonl'), lines(path.join(ROOT, 'datasets', task, 'train.jsonl'), 8));
   fs.writeFileSync(path.join(dir, 'val.jsonl'), lines(path.join(ROOT, 'datasets', task, 'validation.jsonl'), 2));
-  const text = `name: ${task}\nseed: 3\nbase_model: ${baseDir}\nbackend: wasm\nadapter: lora\nlora:\n  r: 4\n  alpha: 8\n  base: q4_0\n` +
+  const text = `name: ${task}\nseed: 3\nbase_model: ${baseDir}\nbackend: cpu\nadapter: lora\nlora:\n  r: 4\n  alpha: 8\n  base: q4_0\n` +
     'data:\n  train: train.jsonl\n  validation: val.jsonl\n  max_length: 160\n' +
     'training:\n  num_epochs: 3\n  micro_batch_size: 4\n  learning_rate: 2.0e-2\n  eval_strategy: epoch\n  save_strategy: "no"\n';
   const recipe = parseRecipe(text, path.join(dir, 'recipe.yaml'), dir, [], { cwd: dir });
@@ -54,7 +54,7 @@ const runs = {} as Record<Task, { run: string; val: string; adapter: string }>;
 const baseFile = path.join(tmp, 'base-q4_0.gguf');
 
 beforeAll(async () => {
-  await initBackend('wasm');
+  await initBackend('cpu');
   baseDir = path.join(tmp, 'base');
   await writeTinyCheckpoint(baseDir, { config: MODEL, seed: 11, std: 0.1 });
   for (const task of TASKS) {
@@ -111,7 +111,7 @@ describe('llama.cpp on base.gguf + adapter.gguf vs our evaluation of the LoRA ru
   beforeAll(async () => {
     for (const data of TASKS) {
       for (const ad of TASKS) {
-        const ours = await evaluate(runs[ad].run, runs[data].val, { metrics: ['loss'], backend: 'wasm' });
+        const ours = await evaluate(runs[ad].run, runs[data].val, { metrics: ['loss'], backend: 'cpu' });
         const theirs = await evaluate(baseFile, runs[data].val, { metrics: ['loss'], threads: 1, lora: runs[ad].adapter, maxLength: 160 });
         expect(theirs.models[0].supervisedTokens).toBe(ours.models[0].supervisedTokens);
         losses[`tfjs ${ad} on ${data}`] = ours.models[0].metrics.loss!;
@@ -146,7 +146,7 @@ describe('llama.cpp on base.gguf + adapter.gguf vs our evaluation of the LoRA ru
         const ctx = await lm.createContext({ contextSize: 32, batchSize: 32, sequences: 1, threads: 1, flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32', lora: { adapters: [{ filePath: runs[ad].adapter }] } });
         const seq = ctx.getSequence();
         const out = await seq.controlledEvaluate(ids.map((id) => [id as Token, { generateNext: { logits: true } }]));
-        const m = await loadModel(runs[ad].run, { backend: 'wasm' });
+        const m = await loadModel(runs[ad].run, { backend: 'cpu' });
         const V = m.config.vocabSize;
         const ours = await m.logits(ids);
         const plain = tf.tidy(() => { // the same base without the adapter, to show the adapter matters here
@@ -186,8 +186,8 @@ describe('--merge and --format peft', () => {
     const hf = path.join(tmp, 'merged-hf');
     expect((await runCli(['export', run, '--merge', '--format', 'safetensors', '--dtype', 'f32', '--out', hf])).code).toBe(0);
     const ids = [2, 105, 2364, 107, 9259, 236888, 106, 107, 105, 4368];
-    const a = await loadModel(run, { backend: 'wasm' });
-    const b = await loadModel(hf, { backend: 'wasm' });
+    const a = await loadModel(run, { backend: 'cpu' });
+    const b = await loadModel(hf, { backend: 'cpu' });
     const la = await a.logits(ids), lb = await b.logits(ids);
     a.dispose(); b.dispose();
     let max = 0, scale = 0;
@@ -213,7 +213,7 @@ describe('--merge and --format peft', () => {
     expect(header['base_model.model.model.layers.1.mlp.down_proj.lora_B.weight']).toMatchObject({ dtype: 'F32', shape: [32, 4] });
     expect(Object.keys(header).filter((k) => k !== '__metadata__')).toHaveLength(28);
     // the PEFT folder is a valid --lora for the base: same loss as the run
-    const viaPeft = await evaluate(baseDir, runs[TASKS[1]].val, { metrics: ['loss'], backend: 'wasm', lora: out, maxLength: 160 });
+    const viaPeft = await evaluate(baseDir, runs[TASKS[1]].val, { metrics: ['loss'], backend: 'cpu', lora: out, maxLength: 160 });
     expect(viaPeft.models[0].metrics.loss).toBe(losses[`tfjs ${TASKS[1]} on ${TASKS[1]}`]);
   });
 });
