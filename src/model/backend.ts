@@ -8,6 +8,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import { UserError } from '../errors.ts';
 import { registerCpuSpeedups } from '../perf/register.ts';
 import { loadNativeGemm } from '../perf/native.ts';
+import { installLeanBackprop } from '../perf/lean-backprop.ts';
 
 export const BACKEND_NAMES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
@@ -79,6 +80,8 @@ async function useWasm(): Promise<boolean> {
 export async function initBackend(name: BackendName | string = 'auto'): Promise<string> {
   if (!(BACKEND_NAMES as readonly string[]).includes(name)) throw new UserError(`unknown backend "${name}" (expected one of ${BACKEND_NAMES.join(', ')})`);
   tf.enableProdMode(); // silences tfjs's "install tfjs-node" banner and debug-only checks
+  // frees each intermediate gradient once used (bit-identical; GEMMA_TUNE_LEAN_BACKPROP=0 keeps tfjs's own)
+  if (process.env.GEMMA_TUNE_LEAN_BACKPROP !== '0') installLeanBackprop();
   if (name === 'tensorflow' || name === 'auto') {
     if ((gpuPresent() && (await tryImport(NODE_GPU))) || (await tryImport(NODE_CPU))) {
       if (await use('tensorflow')) return 'tensorflow';

@@ -58,13 +58,19 @@ const COMPARE: Record<string, string> = {
 // Ops the native addon also implements (multithreaded, same float64 arithmetic), by its op code.
 const NATIVE_OP: Record<string, number> = { Add: 0, Sub: 1, Multiply: 2, RealDiv: 3, SquaredDifference: 4 };
 
+/** How many binary ops fell back to tfjs's generic kernel (a test checks the fast paths are taken). */
+export const binaryFallbacks = { count: 0 };
+
 function binaryKernel(loop: Loop, original: Fn, compare = false, nativeOp = -1): Fn {
   return (args) => {
     const { a, b } = args.inputs;
     const dt = compare && a.dtype === 'int32' ? 'int32' : 'float32';
     const av = f32(args.backend, a, dt), bv = f32(args.backend, b, dt);
     const shape = av && bv ? broadcastShape(a.shape, b.shape) : null;
-    if (!av || !bv || !shape) return original(args);
+    if (!av || !bv || !shape) {
+      binaryFallbacks.count++;
+      return original(args);
+    }
     const r = shape.length;
     const bstr = (s: number[]) => {
       const st = stridesOf(s), out = new Array<number>(r).fill(0);
