@@ -165,7 +165,7 @@ describe('retries, backoff and timeouts', () => {
     const gets = cdnGets();
     expect(gets).toHaveLength(2);
     expect(gets[1].at - gets[0].at).toBeGreaterThanOrEqual(380);
-    expect(gets[1].at - gets[0].at).toBeLessThan(3000); // not an hour
+    expect(gets[1].at - gets[0].at).toBeLessThan(15_000); // not an hour (a loaded machine may add seconds)
     expect(stderr).toMatch(/HTTP 429; retrying in 0\.4 s \(retry 1 of 5\)/);
   });
 
