@@ -8,6 +8,7 @@ import { supervisedLossSum } from '../../../src/train/loss.ts';
 import { packedAttentionMask, ropeTables, ropeTablesAt, MASKED } from '../../../src/model/ops.ts';
 import type { Gemma3Model } from '../../../src/model/gemma3.ts';
 import { Rng } from '../../../src/util/rng.ts';
+import { initBackend } from '../../../src/model/backend.ts';
 import { PAD, coreConfig, coreModel, examples, maxAbs, maxAbsDiff } from './helpers.ts';
 
 beforeAll(async () => { await tf.setBackend('cpu'); });
@@ -25,7 +26,9 @@ function lossAndGrads(model: Gemma3Model, batch: Batch): { loss: number; grads: 
 }
 
 describe('packed rows vs the same examples unpacked', () => {
-  it('same loss and gradients (f32 noise), with examples longer than the sliding window and several examples per row', () => {
+  // plain tfjs cpu kernels first, then the run-time set (fast JS kernels + native matmuls, registered for the file)
+  it.each(['tfjs cpu', 'gemma-tune cpu kernels'])('same loss and gradients (f32 noise) on %s, with examples longer than the sliding window and several examples per row', async (kernels) => {
+    if (kernels !== 'tfjs cpu') expect(await initBackend('cpu')).toBe('cpu');
     const cfg = coreConfig({ sliding_window: 3 });
     const { model } = coreModel(cfg);
     const xs = examples(7, 11);
