@@ -132,6 +132,11 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
   const stepsPerEpoch = stepsPerEpochFor(dataLayout.rows_per_epoch, t.micro_batch_size, t.gradient_accumulation_steps);
   const totalSteps = t.max_steps ?? t.num_epochs * stepsPerEpoch;
   const previous = resuming ? run.readManifest() : null;
+  const was = previous?.data_layout;
+  if (was && (was.packing !== dataLayout.packing || was.group_by_length !== dataLayout.group_by_length)) {
+    // the saved position (windows done in the epoch's order) means other micro-batches under another layout
+    throw new UserError(`--resume: this run was trained with data.packing ${was.packing}, data.group_by_length ${was.group_by_length}; resume needs the same (the recipe has ${dataLayout.packing}, ${dataLayout.group_by_length})`);
+  }
   const manifest = await startManifest(recipe, run, backend, recipeSha, resume?.from ?? null, previous, base.dir === null ? toHFConfig(base.config, 'float32') : null, base.dir);
   manifest.data_layout = dataLayout;
   // LoRA: the base on the adapter's grid, and the adapter (from the resumed checkpoint, checked against the base)

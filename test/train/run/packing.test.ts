@@ -70,6 +70,11 @@ describe('training with data.packing', () => {
     const stopAt = perEpoch + 1; // inside the second epoch
     const err = await rejection(train(ws.recipe(set), { outDir: split, signal: ctl.signal, onStep: (n) => { if (n === stopAt) ctl.abort(); } }));
     expect(err).toBeInstanceOf(UserError);
+    // the saved position means other micro-batches without packing: refused, and the run is left as it was
+    const unpacked = set.filter((x) => x !== PACKED[0]);
+    expect((await rejection(train(ws.recipe(unpacked), { outDir: split, resume: true }))).message).toBe(
+      '--resume: this run was trained with data.packing true, data.group_by_length false; resume needs the same (the recipe has false, false)',
+    );
     await train(ws.recipe(set), { outDir: split, resume: true });
     expect(deterministic(rows(split) as never)).toEqual(deterministic(rows(straight) as never));
   });
