@@ -6,7 +6,7 @@ export { UserError } from './errors.ts';
 export { loadModel, makeLoadedModel, renderPrompt } from './model/load.ts';
 export type { LoadedModel, LoadModelOptions, ChatGenerateOptions, ChatGenerateResult } from './model/load.ts';
 export { Gemma3Model, KVCache } from './model/gemma3.ts';
-export type { WeightFn, HiddenOptions } from './model/gemma3.ts';
+export type { WeightFn, HiddenOptions, PackedLayout } from './model/gemma3.ts';
 export { generateIds, sampleToken, TextStreamer } from './model/generate.ts';
 export type { GenerateOptions, GenerateResult, SamplingOptions } from './model/generate.ts';
 export { initBackend } from './model/backend.ts';

@@ -41,11 +41,21 @@ export interface Manifest {
   data: { role: 'train' | 'validation'; path: string; sha256: string; bytes: number }[];
   base_model: { spec: string; kind: 'preset' | 'checkpoint'; sha256: string; what: string };
   resumed_from: string[];
+  /** How examples become rows (data.packing / data.group_by_length); absent in runs from before packing. */
+  data_layout?: DataLayoutRecord;
   start_time: string;
   end_time: string | null;
   exit_status: ExitStatus;
   exit_code: number | null;
   message: string | null;
+}
+
+/** Rows per epoch and, when packing, real tokens / (rows × data.max_length). */
+export interface DataLayoutRecord {
+  packing: boolean;
+  group_by_length: boolean;
+  rows_per_epoch: number;
+  packing_efficiency: number | null;
 }
 
 /** A checkpoint that training can continue from (it has a trainer state). */

@@ -3,7 +3,7 @@ import type { Gemma3Config } from './config.ts';
 import { weightShapes } from './weights.ts';
 import type { TensorMap } from '../util/tensors.ts';
 import { UserError } from '../errors.ts';
-import { applyRope, attentionMask, embeddingLookup, geluTanh, matMulConstRight, matMulFast, rmsNorm, ropeTables, softcap, tiedEmbedding } from './ops.ts';
+import { applyRope, attentionMask, embeddingLookup, geluTanh, matMulConstRight, matMulFast, packedAttentionMask, rmsNorm, ropeTables, ropeTablesAt, softcap, tiedEmbedding } from './ops.ts';
 
 /**
  * Gemma 3 text decoder (Gemma3ForCausalLM) in TensorFlow.js, fp32, following HF `modeling_gemma3.py`
@@ -56,8 +56,18 @@ export class KVCache {
   }
 }
 
+/**
+ * Several examples per row (packing): row-major [B, T] position of each token within its example (restarting at 0
+ * for RoPE) and the example's number within the row (attention stays inside it). Not with a KV cache.
+ */
+export interface PackedLayout {
+  positions: Int32Array;
+  segments: Int32Array;
+}
+
 export interface HiddenOptions {
   weightFn?: WeightFn;
+  packed?: PackedLayout;
   cache?: KVCache;
   /** Absolute position of ids[:, 0]; defaults to cache.length (or 0). */
   startPos?: number;
@@ -114,12 +124,12 @@ export class Gemma3Model {
    * backward adds the two gradients (in place where it can: the 671 MB table gradient then exists once).
    * `frozenTable`: the table gets no gradient; the lookup is the plain one. Call inside tf.tidy.
    */
-  hiddenWithTiedTable(ids: tf.Tensor2D, opts: { weightFn?: WeightFn; frozenTable?: boolean; adapter?: LinearAdapter | null } = {}): { hidden: tf.Tensor3D; table: tf.Tensor2D } {
+  hiddenWithTiedTable(ids: tf.Tensor2D, opts: { weightFn?: WeightFn; frozenTable?: boolean; adapter?: LinearAdapter | null; packed?: PackedLayout } = {}): { hidden: tf.Tensor3D; table: tf.Tensor2D } {
     const embed = this.p(EMBED_NAME);
     let table = (opts.weightFn ? opts.weightFn(EMBED_NAME, embed) : embed) as tf.Tensor2D;
     let rows: tf.Tensor2D | null = null;
     if (!opts.frozenTable) [rows, table] = tiedEmbedding(table, tf.reshape(ids, [-1]) as tf.Tensor1D, { zeroGradRow: this.config.padTokenId });
-    return { hidden: this.trunk(ids, { weightFn: opts.weightFn, adapter: opts.adapter }, rows), table };
+    return { hidden: this.trunk(ids, { weightFn: opts.weightFn, adapter: opts.adapter, packed: opts.packed }, rows), table };
   }
 
   /** The decoder on ids; `rows`: the embedding rows table[ids] ([B·T, D], before the √D scale) if already looked up. */
@@ -131,16 +141,25 @@ export class Gemma3Model {
     const startPos = opts.startPos ?? cache?.length ?? 0;
     if (cache && startPos !== cache.length) throw new Error(`hidden: startPos ${startPos} != cache length ${cache.length}`);
     const [B, T] = ids.shape;
+    const packed = opts.packed;
+    if (packed && cache) throw new Error('hidden: packed rows cannot use a KV cache');
     const out = tf.tidy(() => {
       // Keys are the cached positions 0..startPos-1 plus the new ones; without a cache only the new ones
       // (then only relative distances matter and the mask is the plain T×T one).
       const kvLen = cache ? startPos + T : T;
       const qOffset = cache ? startPos : 0;
-      const masks = {
+      // Masks are [T, S] for the whole batch, or [B, 1, T, S] per packed row; RoPE tables [T, d] or [B, 1, T, d].
+      const masks = packed ? {
+        sliding_attention: packedAttentionMask(packed.segments, B, T, c.slidingWindow),
+        full_attention: packedAttentionMask(packed.segments, B, T, null),
+      } : {
         sliding_attention: attentionMask(T, kvLen, qOffset, c.slidingWindow),
         full_attention: attentionMask(T, kvLen, qOffset, null),
       };
-      const rope = {
+      const rope = packed ? {
+        sliding_attention: ropeTablesAt(c.headDim, c.ropeLocalBaseFreq, packed.positions, B, T),
+        full_attention: ropeTablesAt(c.headDim, c.ropeTheta, packed.positions, B, T),
+      } : {
         sliding_attention: ropeTables(c.headDim, c.ropeLocalBaseFreq, startPos, T),
         full_attention: ropeTables(c.headDim, c.ropeTheta, startPos, T),
       };
@@ -198,7 +217,7 @@ export class Gemma3Model {
   }
 
   /** One decoder block on h [B·T, D]: RMSNorm before and after both attention and MLP (four norms), two residual adds. */
-  private layer(i: number, h: tf.Tensor2D, B: number, T: number, rope: { cos: tf.Tensor2D; sin: tf.Tensor2D }, mask: tf.Tensor2D, wf: WeightFn, ad: LinearAdapter | null, cache?: KVCache): tf.Tensor2D {
+  private layer(i: number, h: tf.Tensor2D, B: number, T: number, rope: { cos: tf.Tensor; sin: tf.Tensor }, mask: tf.Tensor, wf: WeightFn, ad: LinearAdapter | null, cache?: KVCache): tf.Tensor2D {
     const p = `model.layers.${i}.`;
     let a = this.norm(h, p + 'input_layernorm.weight');
     a = this.attention(i, a, B, T, rope, mask, wf, ad, cache);
@@ -212,7 +231,7 @@ export class Gemma3Model {
    * Self-attention with QK-norm before RoPE and grouped KV heads. Query head h uses KV head floor(h / G),
    * G = H / Hkv (HF repeat_kv). Queries are grouped as [B·Hkv, G·T, d] so each KV head is multiplied once.
    */
-  private attention(i: number, x: tf.Tensor2D, B: number, T: number, rope: { cos: tf.Tensor2D; sin: tf.Tensor2D }, mask: tf.Tensor2D, wf: WeightFn, ad: LinearAdapter | null, cache?: KVCache): tf.Tensor2D {
+  private attention(i: number, x: tf.Tensor2D, B: number, T: number, rope: { cos: tf.Tensor; sin: tf.Tensor }, mask: tf.Tensor, wf: WeightFn, ad: LinearAdapter | null, cache?: KVCache): tf.Tensor2D {
     const c = this.config, p = `model.layers.${i}.self_attn.`;
     const H = c.numAttentionHeads, Hkv = c.numKeyValueHeads, d = c.headDim, G = H / Hkv;
     const heads = (t: tf.Tensor2D, n: number) => tf.transpose(tf.reshape(t, [B, T, n, d]), [0, 2, 1, 3]) as tf.Tensor4D; // [B, n, T, d]
@@ -226,7 +245,8 @@ export class Gemma3Model {
     const qg = tf.reshape(tf.mul(q, Math.pow(c.queryPreAttnScalar, -0.5)), [B * Hkv, G * T, d]);
     let scores = matMulFast(qg, tf.reshape(k, [B * Hkv, S, d]), false, true); // [B·Hkv, G·T, S]
     if (c.attnLogitSoftcapping != null) scores = softcap(scores, c.attnLogitSoftcapping);
-    const probs = tf.softmax(tf.add(tf.reshape(scores, [B * Hkv, G, T, S]), mask), -1);
+    // [B, H, T, S] (head h = kv·G + g): the mask is [T, S] or [B, 1, T, S] (packed rows) and broadcasts over the rest
+    const probs = tf.softmax(tf.add(tf.reshape(scores, [B, H, T, S]), mask), -1);
     const o = matMulFast(tf.reshape(probs, [B * Hkv, G * T, S]), tf.reshape(v, [B * Hkv, S, d])); // [B·Hkv, G·T, d] = [B, H, T, d]
     const merged = tf.reshape(tf.transpose(tf.reshape(o, [B, H, T, d]), [0, 2, 1, 3]), [B * T, H * d]) as tf.Tensor2D;
     return this.linear(merged, p + 'o_proj.weight', wf, ad);

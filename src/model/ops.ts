@@ -195,11 +195,26 @@ export function ropeInvFreq(headDim: number, base: number): Float64Array {
  * `emb = cat(freqs, freqs)` (half-split pairs (i, i + d/2)). Angles are computed in float64, then stored as fp32.
  */
 export function ropeTables(headDim: number, base: number, startPos: number, T: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
+  const { c, s } = ropeValues(headDim, base, Array.from({ length: T }, (_, t) => startPos + t));
+  return { cos: tf.tensor2d(c, [T, headDim]), sin: tf.tensor2d(s, [T, headDim]) };
+}
+
+/**
+ * RoPE tables for explicit per-token positions (packed rows: each example restarts at 0). `positions` is row-major
+ * [B, T]; the tables are [B, 1, T, d] and broadcast over the heads of [B, n, T, d].
+ */
+export function ropeTablesAt(headDim: number, base: number, positions: Int32Array, B: number, T: number): { cos: tf.Tensor4D; sin: tf.Tensor4D } {
+  if (positions.length !== B * T) throw new Error(`ropeTablesAt: ${positions.length} positions for [${B}, ${T}]`);
+  const { c, s } = ropeValues(headDim, base, positions);
+  return { cos: tf.tensor4d(c, [B, 1, T, headDim]), sin: tf.tensor4d(s, [B, 1, T, headDim]) };
+}
+
+function ropeValues(headDim: number, base: number, positions: ArrayLike<number>): { c: Float32Array; s: Float32Array } {
   const inv = ropeInvFreq(headDim, base);
-  const half = headDim / 2;
-  const c = new Float32Array(T * headDim), s = new Float32Array(T * headDim);
-  for (let t = 0; t < T; t++) {
-    const p = startPos + t;
+  const half = headDim / 2, n = positions.length;
+  const c = new Float32Array(n * headDim), s = new Float32Array(n * headDim);
+  for (let t = 0; t < n; t++) {
+    const p = positions[t];
     for (let i = 0; i < half; i++) {
       const a = p * inv[i];
       const ca = Math.cos(a), sa = Math.sin(a);
@@ -207,7 +222,7 @@ export function ropeTables(headDim: number, base: number, startPos: number, T: n
       s[t * headDim + i] = sa; s[t * headDim + half + i] = sa;
     }
   }
-  return { cos: tf.tensor2d(c, [T, headDim]), sin: tf.tensor2d(s, [T, headDim]) };
+  return { c, s };
 }
 
 /** rotate_half(x) = concat(-x[..., d/2:], x[..., :d/2]) along the last axis. */
@@ -217,8 +232,8 @@ export function rotateHalf<T extends tf.Tensor>(x: T): T {
   return tf.concat([tf.neg(x2), x1], -1) as T;
 }
 
-/** x·cos + rotate_half(x)·sin. `x` is [..., T, d]; cos/sin are [T, d] and broadcast over leading axes. */
-export function applyRope<T extends tf.Tensor>(x: T, cos: tf.Tensor2D, sin: tf.Tensor2D): T {
+/** x·cos + rotate_half(x)·sin. `x` is [..., T, d]; cos/sin are [T, d] (or [B, 1, T, d]) and broadcast over leading axes. */
+export function applyRope<T extends tf.Tensor>(x: T, cos: tf.Tensor, sin: tf.Tensor): T {
   return tf.add(tf.mul(x, cos), tf.mul(rotateHalf(x), sin)) as T;
 }
 
@@ -238,6 +253,24 @@ export function attentionMask(T: number, S: number, startPos: number, window: nu
     }
   }
   return tf.tensor2d(m, [T, S]);
+}
+
+/**
+ * Additive masks [B, 1, T, T] for packed rows: `segments` (row-major [B, T]) numbers the examples of each row, and a
+ * query attends only to keys of its own segment that precede it (causal), within `window` when given (sliding
+ * layers). Positions inside a segment are consecutive, so the index distance is the position distance.
+ */
+export function packedAttentionMask(segments: Int32Array, B: number, T: number, window: number | null): tf.Tensor4D {
+  if (segments.length !== B * T) throw new Error(`packedAttentionMask: ${segments.length} segment ids for [${B}, ${T}]`);
+  const m = new Float32Array(B * T * T).fill(MASKED);
+  for (let b = 0; b < B; b++) {
+    for (let i = 0; i < T; i++) {
+      const seg = segments[b * T + i], row = (b * T + i) * T;
+      const lo = window === null ? 0 : Math.max(0, i - window + 1);
+      for (let j = i; j >= lo && segments[b * T + j] === seg; j--) m[row + j] = 0;
+    }
+  }
+  return tf.tensor4d(m, [B, 1, T, T]);
 }
 
 /** Large enough that exp() of it is exactly 0 in fp32, small enough that adding it to a score stays finite. */

@@ -59,6 +59,10 @@ export const DataSchema = z.strictObject({
   max_length: positiveInt().default(512),
   train_on: z.enum(TRAIN_ON).default('assistant'),
   truncation: z.enum(TRUNCATION).default('truncate'),
+  // Several examples per row of up to max_length tokens, each attending only to itself (src/train/packing.ts).
+  packing: z.boolean().default(false),
+  // Unpacked rows: examples of similar length share a micro-batch (less padding), order still from the seed.
+  group_by_length: z.boolean().default(false),
 });
 
 export const TrainingSchema = z.strictObject({
@@ -157,6 +161,9 @@ export function crossFieldIssues(r: RecipeShapeOut): CrossFieldIssue[] {
       if (other !== undefined && other !== role) out.push({ path: ['data', 'roles', role, i], message: `"${n}" already means "${other}"` });
       else claimed.set(n, role);
     });
+  }
+  if (r.data.packing && r.data.group_by_length) {
+    out.push({ path: ['data', 'group_by_length'], message: 'cannot be used together with data.packing (packed rows have no padding to save; set one of them)' });
   }
   if (r.data.validation !== null && r.data.val_set_size > 0) {
     out.push({ path: ['data', 'val_set_size'], message: 'cannot be used together with data.validation (set one of them)' });

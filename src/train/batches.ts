@@ -1,6 +1,7 @@
 // Training batches: right-padded [batchSize, seqLen] token/label matrices, and the seeded per-epoch order.
 import type { TokenizedExample } from '../data/types.ts';
 import type { Rng } from '../util/rng.ts';
+import type { PackedLayout } from '../model/gemma3.ts';
 
 import { IGNORE_INDEX } from '../data/types.ts';
 
@@ -16,6 +17,8 @@ export interface Batch {
   numSupervised: number;
   /** Real (non-padding) tokens. */
   numTokens: number;
+  /** Packed rows (src/train/packing.ts): each token's position and example within its row; absent: one example per row. */
+  packed?: PackedLayout;
 }
 
 /** Right-pads `examples` to the longest one (pad id in inputs, IGNORE_INDEX in labels). */

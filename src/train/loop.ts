@@ -4,7 +4,7 @@
 import { makeQatWeightFn } from '../model/qat.ts';
 import { IGNORE_INDEX, type TokenizedExample } from '../data/types.ts';
 import type { ExitStatus } from '../io/run-dir.ts';
-import { epochWindows, makeBatch } from './batches.ts';
+import { epochLayoutWindows, microBatchOf } from './packing.ts';
 import type { RunCheckpoints } from './checkpoints.ts';
 import type { TrainRow, ValRow } from './metrics.ts';
 import { fmtEpoch } from './overfit.ts';
@@ -64,9 +64,9 @@ export async function trainLoop(s: TrainingSetup, ck: RunCheckpoints, hooks: Loo
       st.rngState = s.rng.getState();
       st.windowsDone = 0;
     }
-    const windows = epochWindows(st.order, t.micro_batch_size, t.gradient_accumulation_steps);
+    const windows = epochLayoutWindows(s.lengths, st.order, s.layout);
     while (st.windowsDone < windows.length && st.globalStep < s.totalSteps) {
-      const examples = windows[st.windowsDone].map((idx) => idx.map((i) => s.data.train[i]));
+      const examples = windows[st.windowsDone].map((mb) => mb.map((row) => row.map((i) => s.data.train[i])));
       const res = optimizerStep(s, examples);
       const isLast = st.globalStep === s.totalSteps;
       const exploded = res.finite && st.firstLoss != null && res.loss > DIVERGENCE_FACTOR * st.firstLoss + DIVERGENCE_MARGIN;
@@ -102,15 +102,15 @@ export async function trainLoop(s: TrainingSetup, ck: RunCheckpoints, hooks: Loo
   return { status: 'completed', message: null };
 }
 
-/** One optimizer step on the window's examples, and the trainer state's bookkeeping of it. */
-function optimizerStep(s: TrainingSetup, examples: TokenizedExample[][]): TrainStepResult {
+/** One optimizer step on the window's examples (micro-batches of rows of examples), and the trainer state's bookkeeping. */
+function optimizerStep(s: TrainingSetup, examples: TokenizedExample[][][]): TrainStepResult {
   const { recipe, state: st } = s;
   const t = recipe.training;
   const lr = lrAt(st.globalStep, { schedule: t.lr_scheduler, learningRate: t.learning_rate, warmupSteps: t.warmup_steps, totalSteps: s.totalSteps });
-  const batches = examples.map((xs) => makeBatch(xs, s.tokenizer.padId));
+  const batches = examples.map((rows) => microBatchOf(rows, s.tokenizer.padId, s.layout.packing));
   const weightFn = makeQatWeightFn(recipe.qat, st.globalStep);
   const res = trainStep(s.model, s.optimizer, batches, { lr, maxGradNorm: t.max_grad_norm ?? undefined, weightFn, trainable: s.trainable, ...loraStepOptions(s.lora, recipe.seed, st.globalStep) });
-  const flat = examples.flat();
+  const flat = examples.flat(2);
   st.globalStep++;
   st.windowsDone++;
   st.epoch = st.globalStep / s.stepsPerEpoch;

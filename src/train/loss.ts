@@ -59,7 +59,7 @@ export function supervisedLossSum(model: Gemma3Model, batch: Batch, opts: LossOp
   return tf.tidy(() => {
     const ids = tf.tensor2d(batch.inputIds, [batch.batchSize, batch.seqLen], 'int32');
     const frozenTable = opts.frozenEmbedding ?? false;
-    const { hidden, table } = model.hiddenWithTiedTable(ids, { weightFn: opts.weightFn, frozenTable, adapter: opts.adapter });
+    const { hidden, table } = model.hiddenWithTiedTable(ids, { weightFn: opts.weightFn, frozenTable, adapter: opts.adapter, packed: batch.packed });
     const h = tf.reshape(hidden, [batch.batchSize * batch.seqLen, cfg.hiddenSize]) as tf.Tensor2D;
     const hSel = rows.length === h.shape[0] ? h : gatherRows(h, tf.tensor1d(rows, 'int32'));
     return headCrossEntropySum(hSel, table, targets, {

@@ -12,7 +12,7 @@ import { checkTokenIds, loadBaseWeights } from '../model/load.ts';
 import { decays, frozenNames } from '../model/params.ts';
 import { cpuKernels, kernelsEquivalent } from '../perf/native-matmul-kernel.ts';
 import { kernelReport } from '../perf/kernel-report.ts';
-import { RunDir, type Manifest, type ResumableCheckpoint } from '../io/run-dir.ts';
+import { RunDir, type DataLayoutRecord, type Manifest, type ResumableCheckpoint } from '../io/run-dir.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { loadTokenizer, type GemmaTokenizer } from '../data/tokenizer.ts';
 import { prepareData, type SourceSummary } from '../data/prepare.ts';
@@ -21,6 +21,7 @@ import { IGNORE_INDEX, type TokenizedExample } from '../data/types.ts';
 import { Rng } from '../util/rng.ts';
 import { UsageError, UserError } from '../errors.ts';
 import { makeBatch, stepsPerEpochFor, type Batch } from './batches.ts';
+import { packingEfficiency, type EpochLayout } from './packing.ts';
 import { AdamW } from './adamw.ts';
 import { baseModelHash, dataHashes, sha256, versions } from './manifest.ts';
 import { MetricsLog } from './metrics.ts';
@@ -66,6 +67,12 @@ export interface TrainingSetup {
   trainable: string[];
   /** `adapter: lora`: the adapter (attached to `model`) and the base it belongs to; null for full fine-tuning. */
   lora: LoraRun | null;
+  /** How each epoch's seeded order becomes micro-batches (packed rows, length groups or plain). */
+  layout: EpochLayout;
+  /** Token count of each training example (what packing and length grouping go by). */
+  lengths: Int32Array;
+  /** Rows per epoch and packing efficiency, as recorded in the manifest and summary. */
+  dataLayout: DataLayoutRecord;
   stepsPerEpoch: number;
   totalSteps: number;
   /** Where the run stands (fresh, or read from the resumed checkpoint). */
@@ -112,10 +119,26 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
   if (prior && prior.trainExamples !== train.length) {
     throw new UserError(`--resume: the checkpoint was trained on ${prior.trainExamples} examples, the data now has ${train.length}; resume needs the same data`);
   }
-  const stepsPerEpoch = stepsPerEpochFor(train.length, t.micro_batch_size, t.gradient_accumulation_steps);
+  const layout: EpochLayout = {
+    microBatch: t.micro_batch_size, accumulation: t.gradient_accumulation_steps,
+    packing: recipe.data.packing, groupByLength: recipe.data.group_by_length, capacity: recipe.data.max_length,
+  };
+  const lengths = Int32Array.from(train, (x) => x.inputIds.length);
+  const packed = layout.packing ? packingEfficiency(lengths, layout.capacity) : null;
+  const dataLayout: DataLayoutRecord = {
+    packing: layout.packing, group_by_length: layout.groupByLength,
+    rows_per_epoch: packed ? packed.rows : train.length, packing_efficiency: packed ? Math.round(packed.efficiency * 1e4) / 1e4 : null,
+  };
+  const stepsPerEpoch = stepsPerEpochFor(dataLayout.rows_per_epoch, t.micro_batch_size, t.gradient_accumulation_steps);
   const totalSteps = t.max_steps ?? t.num_epochs * stepsPerEpoch;
   const previous = resuming ? run.readManifest() : null;
+  const was = previous?.data_layout;
+  if (was && (was.packing !== dataLayout.packing || was.group_by_length !== dataLayout.group_by_length)) {
+    // the saved position (windows done in the epoch's order) means other micro-batches under another layout
+    throw new UserError(`--resume: this run was trained with data.packing ${was.packing}, data.group_by_length ${was.group_by_length}; resume needs the same (the recipe has ${dataLayout.packing}, ${dataLayout.group_by_length})`);
+  }
   const manifest = await startManifest(recipe, run, backend, recipeSha, resume?.from ?? null, previous, base.dir === null ? toHFConfig(base.config, 'float32') : null, base.dir);
+  manifest.data_layout = dataLayout;
   // LoRA: the base on the adapter's grid, and the adapter (from the resumed checkpoint, checked against the base)
   const loraPlan = recipe.adapter === 'lora' ? await prepareLora(recipe, base, manifest.base_model, resume?.from.dir ?? null) : null;
 
@@ -175,7 +198,7 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
   const s: TrainingSetup = {
     recipe, run, explicitOutDir: opts.outDir !== undefined, reporter, backend, base: { config: base.config, tokenizerDir: base.tokenizerDir, generationConfig: base.generationConfig },
     tokenizer, data: { train, val, valBatches, warnings: prepared.stats.warnings }, model, optimizer, trainable, lora,
-    stepsPerEpoch, totalSteps, state, rng, overfit, resumeFrom, manifest, metrics,
+    layout, lengths, dataLayout, stepsPerEpoch, totalSteps, state, rng, overfit, resumeFrom, manifest, metrics,
   };
   announce(s, prepared.train.length - train.length + prepared.val.length - val.length, prepared.stats.sources);
   return s;
@@ -260,11 +283,21 @@ function announce(s: TrainingSetup, unsupervised: number, sources: SourceSummary
     qat: recipe.qat.enabled ? `${recipe.qat.scheme} fake-quant from step ${recipe.qat.start_step} (embeddings ${recipe.qat.embeddings})` : null,
     checkpoints: checkpointPolicy(t),
     mix: sources.length > 1 ? sources.map((f) => `${path.basename(f.file)} ${f.train}${f.weight === 1 ? '' : ` (×${f.weight})`}`).join(' + ') : null,
-    warnings: data.warnings, kernels: k.kernels, kernelWarning: k.warning,
+    warnings: data.warnings, kernels: k.kernels, kernelWarning: k.warning, rows: rowsLine(s),
   });
   if (s.lora) reporter.note(describeLora(s.lora, params));
   if (unsupervised > 0) reporter.note(`note: ${unsupervised} example(s) without a supervised token (cut off by max_length) are skipped`);
   if (data.val.length === 0 && t.eval_strategy !== 'no') reporter.note('note: no validation data (data.validation / data.val_set_size), so no val loss and no overfit verdict');
+}
+
+/** The banner's rows line: packing and its efficiency, or length grouping; null for plain padded rows. */
+function rowsLine(s: TrainingSetup): string | null {
+  const d = s.dataLayout;
+  if (d.packing) {
+    return `packed: ${s.data.train.length} examples in ${d.rows_per_epoch} rows of ≤ ${s.layout.capacity} tokens, ` +
+      `efficiency ${(100 * d.packing_efficiency!).toFixed(1)}% (real tokens / row capacity)`;
+  }
+  return d.group_by_length ? 'one example per row, micro-batches grouped by length' : null;
 }
 
 /** The banner's checkpoints line: when, in what form, how many are kept (and loudly: weights only is not resumable). */

@@ -1,7 +1,7 @@
 // summary.json: the outcome of a run (status, best checkpoint, losses, overfit verdict, throughput, INT4 cost,
 // end-of-run eval), and the closing lines the terminal shows from it.
 import fs from 'node:fs';
-import type { ExitStatus } from '../io/run-dir.ts';
+import type { DataLayoutRecord, ExitStatus } from '../io/run-dir.ts';
 import { checkpointPath, type TrainingSetup } from './setup.ts';
 import type { EndEval, Int4Summary } from './evaluation.ts';
 import type { OverfitVerdict } from './overfit.ts';
@@ -23,6 +23,8 @@ export interface Summary extends Int4Summary {
   early_stopped: boolean;
   throughput: { tokens: number; tokens_per_s: number; steps_per_s: number; elapsed_s: number };
   peak_rss_mb: number;
+  /** Rows per epoch, packing and its efficiency (real tokens / row capacity). */
+  data_layout: DataLayoutRecord;
   backend: string;
   message: string | null;
   /** Data preparation warnings (`file:line: ...`: examples dropped, turns cut at data.max_length). */
@@ -49,7 +51,7 @@ export function buildSummary(
     first_val_loss: valRows[0]?.loss ?? null, final_val_loss: valRows.at(-1)?.loss ?? null,
     overfit: s.overfit.verdict(), early_stopped: st.earlyStopped,
     throughput: { tokens: st.tokensSeen, tokens_per_s: round(st.tokensSeen / Math.max(el, 1e-9), 1), steps_per_s: round(st.globalStep / Math.max(el, 1e-9), 4), elapsed_s: round(el) },
-    peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
+    peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024), data_layout: s.dataLayout,
     backend: s.backend, message: end.message, ...end.int4, data_warnings: s.data.warnings, eval: end.eval,
   };
 }

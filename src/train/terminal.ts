@@ -29,6 +29,8 @@ export interface BannerInfo {
   /** The kernels computing the run (src/perf/kernel-report.ts) and a warning when a large model takes a slow path. */
   kernels?: string;
   kernelWarning?: string | null;
+  /** How examples become rows (packing and its efficiency, or length grouping); null: one padded example per row. */
+  rows?: string | null;
 }
 
 /** How many data warnings the banner lists (all of them are in summary.json). */
@@ -126,6 +128,7 @@ export function bannerText(b: BannerInfo): string {
     `  schedule  ${b.totalSteps} steps = ${fmtEpoch(b.epochs)} epoch(s) × ${b.stepsPerEpoch} steps, batch ${b.effectiveBatch}`,
     `  backend   ${b.backend}`,
   ];
+  if (b.rows) lines.push(`  rows      ${b.rows}`);
   if (b.checkpoints) lines.push(`  saving    ${b.checkpoints}`);
   if (b.kernels) lines.push(`  kernels   ${b.kernels}`);
   if (b.kernelWarning) lines.push(`  warning   ${b.kernelWarning}`);

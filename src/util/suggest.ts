@@ -62,6 +62,7 @@ export const KEY_ALIASES: Record<string, Record<string, string>> = {
     generate_samples: 'eval.samples',
     save_only_model: 'training.save_optimizer_state',
     lora_r: 'lora.r', lora_alpha: 'lora.alpha', lora_dropout: 'lora.dropout', lora_target_modules: 'lora.target_modules',
+    sample_packing: 'data.packing', packing: 'data.packing', padding_free: 'data.packing', group_by_length: 'data.group_by_length',
   },
   data: {
     path: 'data.train',
@@ -79,6 +80,8 @@ export const KEY_ALIASES: Record<string, Record<string, string>> = {
     conversation: 'data.format',
     message_field_role: 'data.message_property_mappings',
     message_field_content: 'data.message_property_mappings',
+    sample_packing: 'data.packing',
+    padding_free: 'data.packing',
   },
   training: {
     num_train_epochs: 'training.num_epochs',
@@ -96,6 +99,10 @@ export const KEY_ALIASES: Record<string, Record<string, string>> = {
     max_seq_length: 'data.max_length',
     save_only_model: 'training.save_optimizer_state',
     save_safetensors: 'training.save_dtype',
+    packing: 'data.packing',
+    sample_packing: 'data.packing',
+    padding_free: 'data.packing',
+    group_by_length: 'data.group_by_length',
   },
   eval: {
     generate_samples: 'eval.samples',

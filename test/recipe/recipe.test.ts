@@ -30,6 +30,8 @@ describe('defaults', () => {
         max_length: 512,
         train_on: 'assistant',
         truncation: 'truncate',
+        packing: false,
+        group_by_length: false,
       },
       training: {
         num_epochs: 5,
@@ -118,6 +120,17 @@ training:
     expect(msg(`${MINIMAL}training.learning_rate: 0.1\n`)).toBe(
       'recipe.yaml:4: training.learning_rate: unknown key (dotted keys are for --set only; nest "learning_rate" under "training:")',
     );
+  });
+
+  it('data.packing / data.group_by_length: booleans, not together; TRL and Axolotl spellings point at them', () => {
+    expect(parseIn(recipeDir, `${MINIMAL}  packing: true\n`).data.packing).toBe(true);
+    expect(msg(`${MINIMAL}  packing: yes please\n`)).toMatch(/^recipe\.yaml:4: data\.packing: expected boolean/);
+    expect(msg(`${MINIMAL}  packing: true\n  group_by_length: true\n`)).toBe(
+      'recipe.yaml:5: data.group_by_length: cannot be used together with data.packing (packed rows have no padding to save; set one of them)',
+    );
+    expect(msg(`${MINIMAL}sample_packing: true\n`)).toBe('recipe.yaml:4: sample_packing: unknown key (did you mean "data.packing"?)');
+    expect(msg(`${MINIMAL}  sample_packing: true\n`)).toBe('recipe.yaml:4: data.sample_packing: unknown key (did you mean "packing"?)');
+    expect(msg(`${MINIMAL}training:\n  group_by_length: true\n`)).toBe('recipe.yaml:5: training.group_by_length: unknown key (did you mean "data.group_by_length"?)');
   });
 
   it('unknown key with nothing close lists the valid keys', () => {
