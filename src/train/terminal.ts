@@ -29,6 +29,8 @@ export interface BannerInfo {
   /** The kernels computing the run (src/perf/kernel-report.ts) and a warning when a large model takes a slow path. */
   kernels?: string;
   kernelWarning?: string | null;
+  /** training.precision bf16: how its matmuls are computed (kernel-report.ts); absent for fp32. */
+  precision?: string | null;
 }
 
 /** How many data warnings the banner lists (all of them are in summary.json). */
@@ -129,6 +131,7 @@ export function bannerText(b: BannerInfo): string {
   if (b.checkpoints) lines.push(`  saving    ${b.checkpoints}`);
   if (b.kernels) lines.push(`  kernels   ${b.kernels}`);
   if (b.kernelWarning) lines.push(`  warning   ${b.kernelWarning}`);
+  if (b.precision) lines.push(`  precision ${b.precision}`);
   if (b.qat) lines.push(`  qat       ${b.qat}`);
   if (b.resumedFrom) lines.push(`  resume    from ${b.resumedFrom.checkpoint} (step ${b.resumedFrom.step})`);
   const warnings = b.warnings ?? [];
