@@ -123,7 +123,7 @@ double bf16(float x) {
 // The bf16 GEMM `fn` against float64 sums of the bf16-rounded inputs' products (exact in float64): float32 summation
 // of K exact terms plus the accumulated C, |error| ≤ (K + 1)·u·Σ|terms|; deterministic and independent of the split.
 void checkGemmBf16(gt::GemmRangeFn fn, Rng& rng, double& worst, uint64_t& hash, bool& deterministic) {
-  const long shapes[][3] = {{1, 1, 1}, {7, 1, 5}, {13, 17, 19}, {12, 32, 300}, {61, 33, 257}, {130, 70, 513}, {4, 40, 600}};
+  const long shapes[][3] = {{1, 1, 1}, {7, 1, 5}, {13, 17, 19}, {12, 32, 300}, {25, 33, 513}, {4, 40, 260}};
   for (const auto& s : shapes) {
     const long M = s[0], N = s[1], K = s[2];
     for (int t = 0; t < 4; t++) {

@@ -42,7 +42,7 @@ describe('training.precision: bf16', () => {
     expect(b).not.toEqual(f); // bf16 is really in use
     for (let i = 0; i < 6; i++) expect(Math.abs(b[i] - f[i]), `step ${i + 1}`).toBeLessThan(0.02 * f[i]);
     expect(Math.min(...b.slice(3))).toBeLessThan(b[0] - 0.5); // it learns
-    const rows = (run: string) => deterministic(readMetrics(path.join(ws.dir, run, 'metrics.jsonl')));
+    const rows = (run: string) => deterministic(readMetrics(path.join(ws.dir, run, 'metrics.jsonl')) as never);
     expect(rows('bf16-again')).toEqual(rows('bf16'));
   });
 
