@@ -20,6 +20,7 @@ const HELP = `usage: npm run bench -- [options]
   --gen N          tokens to generate with the KV cache (default 16; 0 skips)
   --no-forward     skip the forward measurement  --no-train  skip training
   --threads N      native matmul threads (default: all cores)
+  --precision P    matmul compute, as training.precision: fp32 or bf16 (bf16 needs the native kernels; default fp32)
   --json           print the JSON to stdout instead of writing bench/results.json
   --out FILE       JSON output path (default bench/results.json)`;
 
@@ -28,7 +29,7 @@ interface Args extends Omit<CaseOptions, 'model' | 'backend' | 'mode'> { models:
 function parseArgs(argv: string[]): Args {
   const a: Args = {
     models: ['270m', 'tiny'], backends: ['cpu'], modes: ['full', 'lora'], steps: 3, warmup: 1, batch: 4, seq: 128, gen: 16,
-    forward: true, train: true, threads: 0, json: false, out: path.join(HERE, 'results.json'),
+    forward: true, train: true, threads: 0, precision: 'fp32', json: false, out: path.join(HERE, 'results.json'),
   };
   const num = (v: string | undefined, name: string, min: number) => {
     const n = Number(v);
@@ -47,6 +48,9 @@ function parseArgs(argv: string[]): Args {
       case '--seq': a.seq = num(v, k, 2); i++; break;
       case '--gen': a.gen = num(v, k, 0); i++; break;
       case '--threads': a.threads = num(v, k, 1); i++; break;
+      case '--precision':
+        if (v !== 'fp32' && v !== 'bf16') { console.error(`bench: --precision must be fp32 or bf16`); process.exit(2); }
+        a.precision = v; i++; break;
       case '--no-forward': a.forward = false; break;
       case '--no-train': a.train = false; break;
       case '--json': a.json = true; break;
@@ -93,7 +97,7 @@ async function main(): Promise<void> {
     for (const b of args.backends) for (const mode of args.train ? args.modes : ['full' as const]) {
       // a LoRA case measures training only (its forward and generation are the full model's plus a small term)
       const lora = mode === 'lora';
-      const opts: CaseOptions = { model: MODELS[m], backend: b, mode, steps: args.steps, warmup: args.warmup, batch: args.batch, seq: args.seq, gen: lora ? 0 : args.gen, forward: args.forward && !lora, train: args.train, threads: args.threads };
+      const opts: CaseOptions = { model: MODELS[m], backend: b, mode, steps: args.steps, warmup: args.warmup, batch: args.batch, seq: args.seq, gen: lora ? 0 : args.gen, forward: args.forward && !lora, train: args.train, threads: args.threads, precision: args.precision };
       process.stderr.write(`bench: ${m} on ${b} (${mode}) ...\n`);
       const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', JSON.stringify(opts)], {
         stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', maxBuffer: 256 << 20,

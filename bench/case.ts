@@ -8,7 +8,8 @@ import { Gemma3Model } from '../src/model/gemma3.ts';
 import { generateIds } from '../src/model/generate.ts';
 import { Rng } from '../src/util/rng.ts';
 import { loadNativeGemm, nativeGemmError } from '../src/perf/native.ts';
-import { matMulThreads, nativeMatMulActive } from '../src/perf/native-matmul-kernel.ts';
+import { cpuKernels, matMulThreads, nativeMatMulActive } from '../src/perf/native-matmul-kernel.ts';
+import { setMatmulPrecision, type Precision } from '../src/perf/precision.ts';
 import { loadStepImpl, type BenchExample } from './step-impl.ts';
 import { LoraAdapter } from '../src/model/lora.ts';
 import { snapToGrid } from '../src/model/qat.ts';
@@ -17,12 +18,14 @@ import { LORA_TARGETS } from '../src/model/params.ts';
 export interface CaseOptions {
   model: string; backend: string; steps: number; warmup: number; batch: number; seq: number; gen: number;
   forward: boolean; train: boolean; threads: number;
+  /** Matmul compute precision (training.precision); bf16 needs the native kernels. Default fp32. */
+  precision?: Precision;
   /** `lora`: train a LoRA adapter (the recipe defaults: r 8, alpha 16, all seven projections, dropout 0) on the frozen base on the Q4_0 grid. */
   mode?: 'full' | 'lora';
 }
 
 export interface CaseResult {
-  model: string; backend: string; mode: 'full' | 'lora'; trainable_params: number; matmul: string; native_error: string | null; threads: number;
+  model: string; backend: string; mode: 'full' | 'lora'; precision: Precision; trainable_params: number; matmul: string; native_error: string | null; threads: number;
   batch: number; seq: number; supervised_tokens: number;
   matmul_gflops: number;
   train_step_impl: string | null; step_s: number[]; step_s_median: number | null; train_tokens_per_s: number | null;
@@ -70,7 +73,10 @@ export function syntheticExamples(batch: number, seq: number, vocab: number, see
 export async function runCase(o: CaseOptions, log: (m: string) => void): Promise<CaseResult> {
   const backend = await initBackend(o.backend === 'wasm' ? 'wasm' : 'cpu');
   if (o.threads && nativeMatMulActive()) loadNativeGemm()!.setThreads(o.threads);
-  const matmul = nativeMatMulActive() ? `native-${loadNativeGemm()!.simd()}` : 'tfjs';
+  const precision = o.precision ?? 'fp32';
+  if (precision === 'bf16' && (backend !== 'cpu' || !nativeMatMulActive())) throw new Error(`--precision bf16 needs the cpu backend with the native kernels (${backend}, ${nativeGemmError() ?? 'native inactive'})`);
+  setMatmulPrecision(precision); // every product below (the GFLOP/s probe, training, forward, generation)
+  const matmul = backend === 'cpu' ? cpuKernels() : 'tfjs';
   const gflops = measureMatMul();
   log(`  backend ${backend}, matmul ${matmul} x${matMulThreads()}: ${gflops.toFixed(1)} GFLOP/s`);
 
@@ -128,7 +134,7 @@ export async function runCase(o: CaseOptions, log: (m: string) => void): Promise
   const stepMed = stepS.length ? median(stepS) : null;
   const fwdMed = fwdS.length ? median(fwdS) : null;
   return {
-    model: o.model, backend, mode, trainable_params: trainableParams ?? params, matmul, native_error: backend === 'cpu' ? nativeGemmError() : null, threads: matMulThreads(),
+    model: o.model, backend, mode, precision, trainable_params: trainableParams ?? params, matmul, native_error: backend === 'cpu' ? nativeGemmError() : null, threads: matMulThreads(),
     batch: o.batch, seq: o.seq, supervised_tokens: supervised, matmul_gflops: gflops,
     train_step_impl: o.train ? impl.name : null, step_s: stepS, step_s_median: stepMed, train_tokens_per_s: stepMed ? tokens / stepMed : null,
     forward_s_median: fwdMed, forward_tokens_per_s: fwdMed ? tokens / fwdMed : null,

@@ -13,7 +13,7 @@
       ],
       "ldflags": ["-pthread"],
       "conditions": [
-        ["target_arch=='x64'", { "dependencies": ["kernels_avx2", "kernels_avx512"] }],
+        ["target_arch=='x64'", { "dependencies": ["kernels_avx2", "kernels_avx512", "kernels_avx512_bf16"] }],
         ["target_arch=='arm64'", { "sources": ["src/kernels/kset-neon.cc"] }]
       ]
     }
@@ -34,6 +34,13 @@
           "sources": ["src/kernels/kset-avx512.cc"],
           "cflags_cc": ["-mavx512f", "-mavx2", "-mfma"],
           "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-mavx512f", "-mavx2", "-mfma"] }
+        },
+        {
+          "target_name": "kernels_avx512_bf16",
+          "type": "static_library",
+          "sources": ["src/kernels/bf16-avx512.cc"],
+          "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512bf16", "-mavx2", "-mfma"],
+          "xcode_settings": { "OTHER_CPLUSPLUSFLAGS": ["-mavx512f", "-mavx512bw", "-mavx512bf16", "-mavx2", "-mfma"] }
         }
       ]
     }]

@@ -83,6 +83,8 @@ napi_value Init(napi_env env, napi_value exports) {
   }
   napi_property_descriptor props[] = {
       {"matmul", nullptr, Matmul, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"matmulBf16", nullptr, MatmulBf16, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"bf16Kernels", nullptr, Bf16Kernels, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"reduce", nullptr, Reduce, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"binary", nullptr, Binary, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"adamw", nullptr, Adamw, nullptr, nullptr, nullptr, napi_default, nullptr},

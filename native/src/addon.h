@@ -8,6 +8,8 @@
 namespace gt {
 
 napi_value Matmul(napi_env env, napi_callback_info info);  // gemm.cc
+napi_value MatmulBf16(napi_env env, napi_callback_info info);  // gemm.cc
+napi_value Bf16Kernels(napi_env env, napi_callback_info info);  // gemm.cc
 napi_value Adamw(napi_env env, napi_callback_info info);   // adamw.cc
 napi_value Binary(napi_env env, napi_callback_info info);  // elementwise.cc
 napi_value Reduce(napi_env env, napi_callback_info info);  // reduce.cc

@@ -16,7 +16,8 @@ export const has = (cmd) => spawnSync('sh', ['-c', `command -v ${cmd}`]).status 
 export function buildHarness(cxx, arch, outDir, extra = []) {
   fs.mkdirSync(outDir, { recursive: true });
   const sets = arch === 'x64'
-    ? [['kset-avx2.cc', ['-mavx2', '-mfma']], ['kset-avx512.cc', ['-mavx512f', '-mavx2', '-mfma']]]
+    ? [['kset-avx2.cc', ['-mavx2', '-mfma']], ['kset-avx512.cc', ['-mavx512f', '-mavx2', '-mfma']],
+      ['bf16-avx512.cc', ['-mavx512f', '-mavx512bw', '-mavx512bf16', '-mavx2', '-mfma']]]
     : [['kset-neon.cc', []]];
   const objs = sets.map(([src, flags]) => {
     const o = path.join(outDir, src.replace('.cc', '.o'));

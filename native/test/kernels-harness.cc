@@ -58,10 +58,13 @@ bool sameBits(const std::vector<float>& a, const std::vector<float>& b) {
 }
 
 struct Result {
-  double gemm = 0, gemv = 0, ce = 0, gelu = 0;  // worst |error| / bound (must stay < 1)
+  double gemm = 0, gemv = 0, ce = 0, gelu = 0, bf16 = 0, bf16Dot = -1;  // worst |error| / bound (must stay < 1)
   bool deterministic = true;
   // hashes of the outputs' bits: the FMA sets (avx2-fma, avx512, neon) must agree
   uint64_t gemmHash = 1469598103934665603ull, ceHash = 1469598103934665603ull, geluHash = 1469598103934665603ull;
+  // bf16 GEMM: the set's emulation (every set, every architecture: the same bits) and, with the avx512 set on a CPU
+  // with AVX512_BF16, the dot-product kernel (the same bits again)
+  uint64_t bf16Hash = 1469598103934665603ull, bf16DotHash = 0;
   double gflops = 0;
 };
 
@@ -100,6 +103,54 @@ void checkGemm(const KernelSet& ks, Rng& rng, Result& r) {
           }
         }
         r.gemmHash = fnv(c, r.gemmHash);
+      }
+    }
+  }
+}
+
+// float → bf16 (round to nearest even) as a float: the reference's rounding, written independently of the kernels'.
+double bf16(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  const uint32_t lsb = (u >> 16) & 1, rest = u & 0xffff;
+  u &= 0xffff0000u;
+  if (rest > 0x8000 || (rest == 0x8000 && lsb)) u += 0x10000;
+  float r;
+  std::memcpy(&r, &u, 4);
+  return r;
+}
+
+// The bf16 GEMM `fn` against float64 sums of the bf16-rounded inputs' products (exact in float64): float32 summation
+// of K exact terms plus the accumulated C, |error| ≤ (K + 1)·u·Σ|terms|; deterministic and independent of the split.
+void checkGemmBf16(gt::GemmRangeFn fn, Rng& rng, double& worst, uint64_t& hash, bool& deterministic) {
+  const long shapes[][3] = {{1, 1, 1}, {7, 1, 5}, {13, 17, 19}, {12, 32, 300}, {25, 33, 513}, {4, 40, 260}};
+  for (const auto& s : shapes) {
+    const long M = s[0], N = s[1], K = s[2];
+    for (int t = 0; t < 4; t++) {
+      const bool ta = t & 1, tb = t & 2;
+      const auto a = randVec(M * K, rng), b = randVec(K * N, rng), c0 = randVec(M * N, rng);
+      const View A = view(a, M, K, ta), B = view(b, K, N, tb);
+      for (int accumulate = 0; accumulate < 2; accumulate++) {
+        std::vector<float> c = c0, split = c0, again = c0;
+        fn(A, B, c.data(), N, K, 0, M, 0, N, accumulate);
+        fn(A, B, again.data(), N, K, 0, M, 0, N, accumulate);
+        const long mi = M / 2 + (M > 2 ? 1 : 0), nj = N / 3;
+        fn(A, B, split.data(), N, K, 0, mi, 0, N, accumulate);
+        fn(A, B, split.data(), N, K, mi, M, 0, nj, accumulate);
+        fn(A, B, split.data(), N, K, mi, M, nj, N, accumulate);
+        if (!sameBits(c, again) || !sameBits(c, split)) deterministic = false;
+        for (long i = 0; i < M; i++) {
+          for (long j = 0; j < N; j++) {
+            double ref = accumulate ? c0[i * N + j] : 0, mag = std::fabs(ref);
+            for (long k = 0; k < K; k++) {
+              const double p = bf16(A.p[i * A.rs + k * A.cs]) * bf16(B.p[k * B.rs + j * B.cs]);
+              ref += p;
+              mag += std::fabs(p);
+            }
+            worst = std::fmax(worst, std::fabs(c[i * N + j] - ref) / ((K + 1) * 5.96e-8 * mag + 1e-30));
+          }
+        }
+        hash = fnv(c, hash);
       }
     }
   }
@@ -231,14 +282,28 @@ int main(int argc, char** argv) {
     checkGemv(ks, rng, r);
     checkCe(ks, rng, r);
     checkGelu(ks, rng, r);
+    {
+      Rng brng(43);  // every set (and the dot-product kernel) sees the same inputs
+      checkGemmBf16(ks.gemmBf16, brng, r.bf16, r.bf16Hash, r.deterministic);
+    }
+#if defined(__x86_64__)
+    if (gt::bf16DotSupported() && !std::strcmp(ks.name, "avx512")) {
+      Rng brng(43);
+      r.bf16Dot = 0;
+      r.bf16DotHash = 1469598103934665603ull;
+      checkGemmBf16(gt::gemmBf16Avx512Dot(), brng, r.bf16Dot, r.bf16DotHash, r.deterministic);
+    }
+#endif
     if (size > 0) r.gflops = gemmGflops(ks, size);
-    const bool pass = r.gemm < 1 && r.gemv < 1 && r.ce < 1 && r.gelu < 1 && r.deterministic;
+    const bool pass = r.gemm < 1 && r.gemv < 1 && r.ce < 1 && r.gelu < 1 && r.bf16 < 1 && r.bf16Dot < 1 && r.deterministic;
     ok = ok && pass;
     ran++;
     std::printf("{\"set\":\"%s\",\"pass\":%s,\"gemm\":%.4g,\"gemv\":%.4g,\"ce\":%.4g,\"gelu\":%.4g,\"deterministic\":%s,"
-                "\"gemm_hash\":\"%016llx\",\"ce_hash\":\"%016llx\",\"gelu_hash\":\"%016llx\",\"gflops\":%.2f,\"gflops_size\":%ld}\n",
+                "\"gemm_hash\":\"%016llx\",\"ce_hash\":\"%016llx\",\"gelu_hash\":\"%016llx\",\"gflops\":%.2f,\"gflops_size\":%ld,"
+                "\"bf16\":%.4g,\"bf16_hash\":\"%016llx\",\"bf16_dot\":%.4g,\"bf16_dot_hash\":\"%016llx\"}\n",
                 ks.name, pass ? "true" : "false", r.gemm, r.gemv, r.ce, r.gelu, r.deterministic ? "true" : "false",
-                (unsigned long long)r.gemmHash, (unsigned long long)r.ceHash, (unsigned long long)r.geluHash, r.gflops, size);
+                (unsigned long long)r.gemmHash, (unsigned long long)r.ceHash, (unsigned long long)r.geluHash, r.gflops, size,
+                r.bf16, (unsigned long long)r.bf16Hash, r.bf16Dot, (unsigned long long)r.bf16DotHash);
   }
   if (ran == 0) {
     std::fprintf(stderr, "no kernel set named %s on this CPU\n", only.c_str());

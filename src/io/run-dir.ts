@@ -35,6 +35,8 @@ export interface Manifest {
   backend: string;
   /** cpu backend only: `native-avx2-fma` (the project's addon) or `tfjs` (different rounding: not bit-identical). */
   kernels?: string;
+  /** training.precision of the run's matmuls (absent in manifests written before the key existed: fp32). */
+  precision?: 'fp32' | 'bf16';
   platform: string;
   seed: number;
   recipe_sha256: string;

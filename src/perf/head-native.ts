@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { NativeGemm } from './native.ts';
 import { cpuValues, ownedFloat32 } from './cpu-arrays.ts';
+import { precisionMatmul } from './precision.ts';
 
 /**
  * The tied LM head + token cross-entropy on the native kernels, with the gradients formed in the same pass as the
@@ -23,6 +24,7 @@ export function nativeHeadCrossEntropy(
   opts: { softcap: number | null; gradScale: number | null; frozenTable: boolean },
 ): NativeHeadResult {
   const { M, V, D } = dims;
+  const matmul = precisionMatmul(g); // the head's three products follow training.precision
   const rows = Math.max(1, Math.min(M, Math.floor(dims.rowsPerBlock)));
   const grad = opts.gradScale != null;
   const z = new Float32Array(rows * V);
@@ -32,10 +34,10 @@ export function nativeHeadCrossEntropy(
   for (let r0 = 0; r0 < M; r0 += rows) {
     const n = Math.min(rows, M - r0);
     const hc = h.subarray(r0 * D, (r0 + n) * D);
-    g.matmul(hc, table, z, 1, n, V, D, false, true, 0, 0);
+    matmul(hc, table, z, 1, n, V, D, false, true, 0, 0);
     g.ceRows(z, n, V, targets.subarray(r0, r0 + n), opts.gradScale ?? 1, opts.softcap ?? 0, grad, lse.subarray(r0, r0 + n), rowLoss.subarray(r0, r0 + n));
-    if (dh) g.matmul(z, table, dh.subarray(r0 * D, (r0 + n) * D), 1, n, D, V, false, false, 0, 0);
-    if (dTable) g.matmul(z, hc, dTable, 1, V, D, n, true, false, 0, 0, r0 > 0);
+    if (dh) matmul(z, table, dh.subarray(r0 * D, (r0 + n) * D), 1, n, D, V, false, false, 0, 0);
+    if (dTable) matmul(z, hc, dTable, 1, V, D, n, true, false, 0, 0, r0 > 0);
   }
   let loss = 0;
   for (let i = 0; i < M; i++) loss += rowLoss[i];

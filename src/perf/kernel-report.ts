@@ -2,6 +2,7 @@
 // model is about to take a slow path (the scalar kernel set, tfjs's JS kernels, or wasm).
 import { loadNativeGemm, nativeGemmError } from './native.ts';
 import { nativeMatMulActive } from './native-matmul-kernel.ts';
+import { matmulPrecision } from './precision.ts';
 
 /** Models at least this large (the 270M preset is 268M parameters) get a warning on a slow path. */
 export const SLOW_PATH_WARN_PARAMS = 100e6;
@@ -17,6 +18,17 @@ export interface KernelReport {
   kernels: string;
   /** A warning for a large model on a slow path, or null. */
   warning: string | null;
+  /** With training.precision bf16: how the bf16 matmuls are computed (one line); null for fp32. */
+  precision: string | null;
+}
+
+/** The banner's precision line for bf16 on the native kernels. */
+function bf16Line(bf16Kernels: string, sets: string[]): string {
+  if (bf16Kernels === 'avx512-bf16') return 'bf16 matmuls (float32 sums) on AVX512_BF16 dot-product instructions; weights and optimizer state float32';
+  const why = sets.includes('avx512') && process.env.GEMMA_TUNE_KERNELS
+    ? `GEMMA_TUNE_KERNELS=${process.env.GEMMA_TUNE_KERNELS} forces a set without them`
+    : 'this CPU has no bf16 dot-product instructions (AVX512_BF16)';
+  return `bf16 emulated (${why}): inputs rounded to bf16 on the float32 kernels, no faster than fp32, the same bits as the dot-product instructions`;
 }
 
 function slower(slow: string, fast: string): string {
@@ -26,19 +38,22 @@ function slower(slow: string, fast: string): string {
 /** The banner's kernel line for a run on `backend` of a model with `params` parameters. */
 export function kernelReport(backend: string, params: number): KernelReport {
   const big = params >= SLOW_PATH_WARN_PARAMS;
-  if (backend === 'tensorflow') return { kernels: 'tfjs-node (libtensorflow)', warning: null };
+  const precision = matmulPrecision() === 'bf16' ? 'bf16' : null;
+  if (backend === 'tensorflow') return { kernels: 'tfjs-node (libtensorflow)', warning: null, precision };
   if (backend === 'wasm') {
     return {
       kernels: 'tfjs wasm (XNNPACK)',
       warning: big ? `the wasm backend is ${slower('wasm', 'avx2-fma')} than gemma-tune's native kernels on matmuls, and its 4 GB heap cannot hold a full fine-tune of this model; use --backend cpu with the native addon (npm run build:native)` : null,
+      precision,
     };
   }
-  if (backend !== 'cpu') return { kernels: backend, warning: null };
+  if (backend !== 'cpu') return { kernels: backend, warning: null, precision };
   if (!nativeMatMulActive()) {
     const why = nativeGemmError() ?? 'disabled';
     return {
       kernels: `tfjs JS kernels (native addon unavailable: ${why})`,
       warning: big ? `no native kernels: a ${Math.round(params / 1e6)}M-parameter model on tfjs's JS kernels is ${slower('tfjs', 'avx2-fma')} than with them (${why}); build them with \`npm run build:native\` (needs a C++ compiler)` : null,
+      precision,
     };
   }
   const g = loadNativeGemm()!;
@@ -50,5 +65,5 @@ export function kernelReport(backend: string, params: number): KernelReport {
   const warning = big && set === 'scalar'
     ? `the scalar kernels are ${slower('scalar', best === 'scalar' ? 'avx2-fma' : best)} than ${best === 'scalar' ? 'SIMD kernels' : best} on matmuls${best === 'scalar' ? ' (this CPU or build has no SIMD set)' : ''}`
     : null;
-  return { kernels, warning };
+  return { kernels, warning, precision: precision && bf16Line(g.bf16Kernels(), sets) };
 }

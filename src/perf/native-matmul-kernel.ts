@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { loadNativeGemm, type NativeGemm } from './native.ts';
 import type { CpuBackend } from './cpu-backend.ts';
+import { matmulPrecision, precisionMatmul } from './precision.ts';
 
 /**
  * Replaces the tfjs cpu backend's BatchMatMul and _FusedMatMul kernels with the native multithreaded sgemm
@@ -39,7 +40,7 @@ function nativeMatMul(g: NativeGemm, a: tf.TensorInfo, b: tf.TensorInfo, ta: boo
   if (!(av instanceof Float32Array) || !(bv instanceof Float32Array)) return null;
   const batch = Math.max(batchA, batchB);
   const out = new Float32Array(batch * M * N);
-  g.matmul(av, bv, out, batch, M, N, K, ta, tb, batchA === 1 ? 0 : M * K, batchB === 1 ? 0 : K * N);
+  precisionMatmul(g)(av, bv, out, batch, M, N, K, ta, tb, batchA === 1 ? 0 : M * K, batchB === 1 ? 0 : K * N);
   calls++;
   return backend.makeTensorInfo([...outer, M, N], 'float32', out);
 }
@@ -123,19 +124,22 @@ export function matMulThreads(): number {
 
 /**
  * Which kernels compute on the cpu backend: `native-<set>` for the addon's kernel set in use (`avx512`, `avx2-fma`,
- * `neon`, `scalar`) or `tfjs`. Part of a run's manifest: a bit-exact re-run needs the same numerics (see
- * `kernelsEquivalent`).
+ * `neon`, `scalar`) or `tfjs`; with training.precision bf16, the bf16 path: `native-avx512-bf16` (AVX512_BF16
+ * dot-product instructions) or `native-<set>-bf16emu` (emulated). Part of a run's manifest: a bit-exact re-run needs
+ * the same numerics (see `kernelsEquivalent`).
  */
 export function cpuKernels(): string {
-  return active ? `native-${active.kernels()}` : 'tfjs';
+  if (!active) return 'tfjs';
+  return `native-${matmulPrecision() === 'bf16' ? active.bf16Kernels() : active.kernels()}`;
 }
 
 /**
  * Whether two manifests' `kernels` give the same bits. The AVX2 and AVX-512 sets are built to compute every output
  * with the same operations in the same order (checked bit for bit by test/perf/native-kernel-sets.test.ts), so runs on
- * either reproduce each other; every other pair differs in rounding.
+ * either reproduce each other, in fp32 and in emulated bf16; every other pair may differ in rounding (the bf16
+ * dot-product path equals the emulation except on subnormal numbers, which VDPBF16PS flushes to zero).
  */
 export function kernelsEquivalent(a: string | undefined, b: string | undefined): boolean {
-  const family = (k: string | undefined) => (k === 'native-avx512' ? 'native-avx2-fma' : k);
+  const family = (k: string | undefined) => k?.replace(/^native-avx512(?=$|-bf16emu$)/, 'native-avx2-fma');
   return family(a) === family(b);
 }

@@ -17,6 +17,16 @@ export interface NativeGemm {
   matmul(a: Float32Array, b: Float32Array, c: Float32Array, batch: number, M: number, N: number, K: number,
     transA: boolean, transB: boolean, aBatchStride: number, bBatchStride: number, accumulate?: boolean): void;
   /**
+   * The same product with bf16 compute (training.precision: bf16): inputs rounded to bf16 (round to nearest even),
+   * products exact and summed in float32 in a fixed order (each KC-block's k-pairs odd element first, as AVX512_BF16's
+   * VDPBF16PS sums). On the dot-product instructions with the avx512 set on a CPU that has them, else emulated by the
+   * active set; both give the same bits for normal numbers (VDPBF16PS flushes subnormals). Never the M ≤ 4 dot path.
+   */
+  matmulBf16(a: Float32Array, b: Float32Array, c: Float32Array, batch: number, M: number, N: number, K: number,
+    transA: boolean, transB: boolean, aBatchStride: number, bBatchStride: number, accumulate?: boolean): void;
+  /** How matmulBf16 computes now: 'avx512-bf16' (dot-product instructions) or '<set>-bf16emu' (emulated). */
+  bf16Kernels(): string;
+  /**
    * Token cross-entropy of `rows` rows of logits z [rows, V] with targets t: lseOut[r] = logSumExp(z[r]),
    * lossOut[r] = lse − z[r, t]. With `grad`, z is overwritten by scale·(softmax(z) − onehot(t)). `cap` > 0 applies
    * the final soft-cap c·tanh(z/c) first (and its derivative). Vectorised exp (relative error < 2e-7).

@@ -10,6 +10,7 @@ import { EXAMPLE_FORMATS } from '../data/formats.ts';
 import { BUILTIN_ROLE_NAMES, ROLES } from '../data/messages.ts';
 import { TRAIN_ON_MODES, TRUNCATION_MODES } from '../data/labels.ts';
 import { EMBEDDING_SCHEMES, LINEAR_SCHEMES } from '../quant/grid.ts';
+import { PRECISIONS as MATMUL_PRECISIONS } from '../perf/precision.ts';
 
 // The enums are owned by the modules that implement them; the schema only lists them.
 export const BACKENDS = BACKEND_NAMES;
@@ -24,6 +25,7 @@ export const SAVE_DTYPES = CHECKPOINT_DTYPES;
 export const QAT_SCHEMES = LINEAR_SCHEMES;
 export const QAT_EMBEDDINGS = EMBEDDING_SCHEMES;
 export const ADAPTERS = ['lora'] as const;
+export const PRECISIONS = MATMUL_PRECISIONS;
 export const LORA_BASES = ['q4_0', 'float'] as const;
 
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]*$/;
@@ -90,6 +92,9 @@ export const TrainingSchema = z.strictObject({
   save_dtype: z.enum(SAVE_DTYPES).default('f32'),
   logging_steps: positiveInt().default(1),
   freeze: z.array(z.enum(FREEZABLE)).default([]),
+  // Matmul compute precision: bf16 rounds every matmul's inputs to bf16 with float32 sums (torch autocast's bf16);
+  // weights, gradients and AdamW state stay float32. Needs the cpu backend with the native kernels.
+  precision: z.enum(PRECISIONS).default('fp32'),
 });
 
 export const EarlyStoppingSchema = z.strictObject({
@@ -198,6 +203,9 @@ export function crossFieldIssues(r: RecipeShapeOut): CrossFieldIssue[] {
   }
   if (t.lr_scheduler === 'constant_with_warmup' && t.warmup_steps === 0) {
     out.push({ path: ['training', 'warmup_steps'], message: 'lr_scheduler "constant_with_warmup" needs warmup_steps > 0' });
+  }
+  if (t.precision === 'bf16' && (r.backend === 'wasm' || r.backend === 'tensorflow')) {
+    out.push({ path: ['training', 'precision'], message: `"bf16" needs the cpu backend with gemma-tune's native kernels (backend is "${r.backend}")` });
   }
   if (r.early_stopping.enabled) {
     if (t.eval_strategy === 'no') {

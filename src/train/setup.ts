@@ -10,8 +10,10 @@ import { toHFConfig, type Gemma3Config } from '../model/config.ts';
 import { Gemma3Model } from '../model/gemma3.ts';
 import { checkTokenIds, loadBaseWeights } from '../model/load.ts';
 import { decays, frozenNames } from '../model/params.ts';
-import { cpuKernels, kernelsEquivalent } from '../perf/native-matmul-kernel.ts';
+import { cpuKernels, kernelsEquivalent, nativeMatMulActive } from '../perf/native-matmul-kernel.ts';
+import { nativeGemmError } from '../perf/native.ts';
 import { kernelReport } from '../perf/kernel-report.ts';
+import { setMatmulPrecision } from '../perf/precision.ts';
 import { RunDir, type DataLayoutRecord, type Manifest, type ResumableCheckpoint } from '../io/run-dir.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { loadTokenizer, type GemmaTokenizer } from '../data/tokenizer.ts';
@@ -104,6 +106,7 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
 
   // ---- model and data
   const backend = await initBackend(recipe.backend);
+  usePrecision(t.precision, backend);
   const base = recipe.adapter === 'lora' ? await loraBaseWeights(recipe) : await loadBaseWeights(recipe.base_model, recipe.seed);
   const tokenizer = loadTokenizer(base.tokenizerDir);
   const prepared = await prepareData(recipe.data, tokenizer, recipe.seed);
@@ -205,6 +208,18 @@ export async function setup(recipe: Recipe, opts: TrainOptions = {}): Promise<Tr
 }
 
 /**
+ * training.precision for this process's matmuls (train() restores fp32 when the run ends). bf16 is computed by the
+ * native kernels only: on tfjs's JS kernels, wasm or tfjs-node it is refused rather than emulated op by op.
+ */
+function usePrecision(precision: Recipe['training']['precision'], backend: string): void {
+  if (precision === 'bf16' && (backend !== 'cpu' || !nativeMatMulActive())) {
+    const on = backend !== 'cpu' ? `the ${backend} backend` : `tfjs's JS kernels (native addon unavailable: ${nativeGemmError() ?? 'disabled'})`;
+    throw new UserError(`training.precision: bf16 needs the cpu backend with gemma-tune's native kernels, this run would use ${on}; set training.precision: fp32`);
+  }
+  setMatmulPrecision(precision);
+}
+
+/**
  * Where training may write: a new or empty folder, a run it continues (--resume) or replaces (--overwrite). Never
  * a folder of someone else's files, not even with --overwrite (it only replaces what gemma-tune wrote).
  */
@@ -245,6 +260,7 @@ async function startManifest(
     ...versions(),
     backend,
     ...(backend === 'cpu' ? { kernels: cpuKernels() } : {}),
+    precision: recipe.training.precision,
     seed: recipe.seed,
     recipe_sha256: recipeSha,
     data: await dataHashes(dataFiles),
@@ -283,7 +299,7 @@ function announce(s: TrainingSetup, unsupervised: number, sources: SourceSummary
     qat: recipe.qat.enabled ? `${recipe.qat.scheme} fake-quant from step ${recipe.qat.start_step} (embeddings ${recipe.qat.embeddings})` : null,
     checkpoints: checkpointPolicy(t),
     mix: sources.length > 1 ? sources.map((f) => `${path.basename(f.file)} ${f.train}${f.weight === 1 ? '' : ` (×${f.weight})`}`).join(' + ') : null,
-    warnings: data.warnings, kernels: k.kernels, kernelWarning: k.warning, rows: rowsLine(s),
+    warnings: data.warnings, kernels: k.kernels, kernelWarning: k.warning, rows: rowsLine(s), precision: k.precision,
   });
   if (s.lora) reporter.note(describeLora(s.lora, params));
   if (unsupervised > 0) reporter.note(`note: ${unsupervised} example(s) without a supervised token (cut off by max_length) are skipped`);

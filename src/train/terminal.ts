@@ -31,6 +31,8 @@ export interface BannerInfo {
   kernelWarning?: string | null;
   /** How examples become rows (packing and its efficiency, or length grouping); null: one padded example per row. */
   rows?: string | null;
+  /** training.precision bf16: how its matmuls are computed (kernel-report.ts); absent for fp32. */
+  precision?: string | null;
 }
 
 /** How many data warnings the banner lists (all of them are in summary.json). */
@@ -132,6 +134,7 @@ export function bannerText(b: BannerInfo): string {
   if (b.checkpoints) lines.push(`  saving    ${b.checkpoints}`);
   if (b.kernels) lines.push(`  kernels   ${b.kernels}`);
   if (b.kernelWarning) lines.push(`  warning   ${b.kernelWarning}`);
+  if (b.precision) lines.push(`  precision ${b.precision}`);
   if (b.qat) lines.push(`  qat       ${b.qat}`);
   if (b.resumedFrom) lines.push(`  resume    from ${b.resumedFrom.checkpoint} (step ${b.resumedFrom.step})`);
   const warnings = b.warnings ?? [];

@@ -13,12 +13,21 @@ import { buildSummary, endInfo, type Summary } from './summary.ts';
 import { openSamples } from './samples.ts';
 import { writeRunReport } from './report-html.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
+import { setMatmulPrecision } from '../perf/precision.ts';
 
 export type { TrainOptions } from './setup.ts';
 export type { Summary } from './summary.ts';
 
 /** Run (or resume) the training described by `recipe`. Throws UserError (exit 1) on divergence, exit 130 on abort. */
 export async function train(recipe: Parameters<typeof setup>[0], opts: TrainOptions = {}): Promise<Summary> {
+  try {
+    return await runTraining(recipe, opts);
+  } finally {
+    setMatmulPrecision('fp32'); // training.precision applies to this run only (setup sets it)
+  }
+}
+
+async function runTraining(recipe: Parameters<typeof setup>[0], opts: TrainOptions): Promise<Summary> {
   const s = await setup(recipe, opts);
   const sessionStart = performance.now();
   const elapsed = () => s.state.elapsedS + (performance.now() - sessionStart) / 1000;

@@ -144,20 +144,24 @@ describe('native kernel sets', () => {
   it.skipIf(!fs.existsSync(path.join(path.dirname(NATIVE_ADDON_PATH), 'obj.target')) || !has('nm'))(
     "each instruction set's object file exports only its accessor (no shared inline code compiled for AVX)", () => {
       const objs = path.join(path.dirname(NATIVE_ADDON_PATH), 'obj.target');
-      const files = fs.readdirSync(objs, { recursive: true }).map(String).filter((f) => /kset-[a-z0-9]+\.o$/.test(f));
-      expect(files.length).toBeGreaterThanOrEqual(process.arch === 'x64' ? 3 : 1);
+      const files = fs.readdirSync(objs, { recursive: true }).map(String).filter((f) => /(kset-[a-z0-9]+|bf16-avx512)\.o$/.test(f));
+      expect(files.length).toBeGreaterThanOrEqual(process.arch === 'x64' ? 4 : 1);
       for (const f of files) {
         // global (T/D/B/R), weak (W/V) and unique (u) definitions: only gt::kernels<Set>() may be visible
         const syms = execFileSync('nm', ['-C', '--defined-only', path.join(objs, f)], { encoding: 'utf8' }).split('\n')
           .filter((l) => / [TDBRWVu] /.test(l)).map((l) => l.replace(/^[0-9a-f]+ . /, ''));
-        expect(syms, f).toEqual([expect.stringMatching(/^gt::kernels(Scalar|Avx2|Avx512|Neon)\(\)$/)]);
+        expect(syms, f).toEqual([expect.stringMatching(/^gt::(kernels(Scalar|Avx2|Avx512|Neon)|gemmBf16Avx512Dot)\(\)$/)]);
       }
     });
 });
 
 // ---- the C++ harness ----------------------------------------------------------------------------------------------
 
-interface HarnessLine { set: string; pass: boolean; gemm: number; gemv: number; ce: number; gelu: number; deterministic: boolean; gemm_hash: string; ce_hash: string; gelu_hash: string; gflops: number }
+interface HarnessLine {
+  set: string; pass: boolean; gemm: number; gemv: number; ce: number; gelu: number; deterministic: boolean; gemm_hash: string; ce_hash: string; gelu_hash: string; gflops: number;
+  /** bf16 GEMM: the set's emulation's worst error / bound and output hash; the AVX512_BF16 kernel's (-1: not run). */
+  bf16: number; bf16_hash: string; bf16_dot: number; bf16_dot_hash: string;
+}
 
 function harness(cmd: string, args: string[]): HarnessLine[] {
   const r = runHarness(cmd, args);
@@ -176,6 +180,12 @@ describe('C++ kernel harness', () => {
     for (const l of hostLines) expect(l, l.set).toMatchObject({ pass: true, deterministic: true });
     const a = hostLines.find((l) => l.set === 'avx2-fma'), b = hostLines.find((l) => l.set === 'avx512');
     if (a && b) expect([b.gemm_hash, b.ce_hash, b.gelu_hash]).toEqual([a.gemm_hash, a.ce_hash, a.gelu_hash]);
+    // bf16: every set's emulation gives the same bits (scalar too: bf16 products are exact, so FMA or not does not
+    // matter), and the AVX512_BF16 dot-product kernel, where the CPU has it, gives those bits as well
+    for (const l of hostLines) expect([l.set, l.bf16_hash]).toEqual([l.set, hostLines[0].bf16_hash]);
+    const dot = hostLines.find((l) => l.set === 'avx512');
+    if (dot && cpuFlags?.has('avx512_bf16')) expect([dot.bf16_dot, dot.bf16_dot_hash]).toEqual([expect.any(Number), dot.bf16_hash]);
+    else for (const l of hostLines) expect(l.bf16_dot).toBe(-1);
   });
 
   const cross = canCrossArm64();
@@ -192,5 +202,7 @@ describe('C++ kernel harness', () => {
     if (x86) expect([lines[0].gemm_hash, lines[0].gelu_hash]).toEqual([x86.gemm_hash, x86.gelu_hash]);
     const x86scalar = hostLines?.find((l) => l.set === 'scalar');
     if (x86scalar) expect(lines[1].gemm_hash).toBe(x86scalar.gemm_hash);
+    // the bf16 emulation on NEON (and arm64 scalar) gives the x86 sets' bits
+    if (x86) expect([lines[0].bf16_hash, lines[1].bf16_hash]).toEqual([x86.bf16_hash, x86.bf16_hash]);
   });
 });

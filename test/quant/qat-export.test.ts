@@ -29,7 +29,7 @@ const VAL = VAL_LINES.slice(0, 1);
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gt-qat-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-async function trainRun(name: string, qatEnabled: boolean, baseDir: string): Promise<LoadedCheckpoint> {
+async function trainRun(name: string, qatEnabled: boolean, baseDir: string, backend = 'wasm', precision = 'fp32'): Promise<LoadedCheckpoint> {
   const dir = path.join(tmp, name);
   fs.mkdirSync(dir);
   fs.writeFileSync(path.join(dir, 'train.jsonl'), TRAIN.join('\n') + '\n');
@@ -37,7 +37,7 @@ async function trainRun(name: string, qatEnabled: boolean, baseDir: string): Pro
   const text = `name: ${name}
 seed: 7
 base_model: ${baseDir}
-backend: wasm
+backend: ${backend}
 data:
   train: train.jsonl
   validation: val.jsonl
@@ -49,6 +49,7 @@ training:
   learning_rate: 1.0e-2
   eval_strategy: epoch
   save_strategy: epoch
+  precision: ${precision}
 qat:
   enabled: ${qatEnabled}
   scheme: q4_0
@@ -158,3 +159,33 @@ describe('QAT → int4 GGUF: the file holds exactly the weights the QAT forward 
     expect(agree / ids.length).toBeGreaterThanOrEqual(0.95);
   });
 });
+
+describe('QAT with training.precision bf16 → int4 GGUF', () => {
+  it('trains, exports the reference quantization of the fp32 master weights, and llama.cpp loads and runs the file', async () => {
+    const baseDir = path.join(tmp, 'base-bf16');
+    await writeTinyCheckpoint(baseDir, { config: MODEL, seed: 3, std: 0.1 });
+    const ck = await trainRun('qat-bf16', true, baseDir, 'cpu', 'bf16');
+    expect(JSON.parse(fs.readFileSync(path.join(tmp, 'qat-bf16', 'run', 'manifest.json'), 'utf8')).precision).toBe('bf16');
+    const f = path.join(tmp, 'qat-bf16-int4.gguf');
+    const s = await exportGguf({ config: ck.config, weights: ck.weights, tokenizerDir: ck.tokenizerDir }, f, { dtype: 'int4', embeddings: 'q8_0' });
+    expect(s.tensorCounts).toEqual({ Q8_0: 1, Q4_0: 7 * 2, F32: 6 * 2 + 1 });
+    for (const [name, t] of await readGgufTensors(f)) {
+      if (t.dtype !== GGMLQuantizationType.Q4_0 && t.dtype !== GGMLQuantizationType.Q8_0) continue;
+      const hf = [...ck.weights.keys()].find((n) => ggufTensorName(n) === name)!;
+      const w = ck.weights.get(hf)!;
+      const ref = t.dtype === GGMLQuantizationType.Q4_0 ? quantizeQ4_0(w.data, w.shape[1]) : quantizeQ8_0(w.data, w.shape[1]);
+      expect([name, Buffer.from(t.bytes).equals(Buffer.from(ref))]).toEqual([name, true]);
+    }
+    const llama = await getLlama({ gpu: false, build: 'never', usePrebuiltBinaries: true, skipDownload: true, logLevel: LlamaLogLevel.error });
+    const lm = await llama.loadModel({ modelPath: f });
+    const ctx = await lm.createContext({ contextSize: 32, batchSize: 32, sequences: 1, threads: 1 });
+    const out = await ctx.getSequence().controlledEvaluate(ids8.map((id) => [id as Token, { generateNext: { logits: true } }]));
+    const logits = out.at(-1)?.next?.logits;
+    expect(logits?.size).toBe(ck.config.vocabSize);
+    expect([...logits!.values()].every(Number.isFinite)).toBe(true);
+    await ctx.dispose();
+    await lm.dispose();
+  }, 300_000);
+});
+
+const ids8 = [2, 105, 2364, 107, 10979, 236888, 106, 107];

@@ -56,6 +56,7 @@ describe('defaults', () => {
         save_dtype: 'f32',
         logging_steps: 1,
         freeze: [],
+        precision: 'fp32',
       },
       early_stopping: { enabled: false, patience: 2 },
       qat: { enabled: false, scheme: 'q4_0', start_step: 0, embeddings: 'q8_0' },

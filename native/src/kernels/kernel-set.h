@@ -21,6 +21,10 @@ struct KernelSet {
   // C[i0:i1, j0:j1] (row stride ldc) of op(A)·op(B) over K, added to C when `accumulate`. Every element is summed
   // in ascending k within KC-blocks, whatever the range: results do not depend on how the output is split.
   void (*gemm)(const View& A, const View& B, float* C, long ldc, long K, long i0, long i1, long j0, long j1, bool accumulate);
+  // The same product with bf16 compute (training.precision: bf16): every input rounded to bf16 (round to nearest
+  // even), products exact in float32 and summed in float32, each k-pair (2p, 2p+1) of a KC-block taken odd element
+  // first, in the order AVX512_BF16's VDPBF16PS sums (see kset-body.inc). Emulated on the set's fp32 micro-kernel.
+  void (*gemmBf16)(const View& A, const View& B, float* C, long ldc, long K, long i0, long i1, long j0, long j1, bool accumulate);
   // The same for M ≤ 4 rows of a row-major A against a B whose columns are contiguous (B.rs == 1): dot products.
   void (*gemv)(const View& A, const View& B, float* C, long ldc, long M, long K, long j0, long j1, bool accumulate);
   // One row of token cross-entropy (see head.cc): z[0:V] logits, t the target.
@@ -29,13 +33,20 @@ struct KernelSet {
   void (*gelu)(const float* x, const float* dy, float* out, long lo, long hi);
 };
 
+// A GEMM range function (KernelSet::gemm's signature).
+typedef void (*GemmRangeFn)(const View& A, const View& B, float* C, long ldc, long K, long i0, long i1, long j0, long j1, bool accumulate);
+
 // The sets compiled for this architecture; each returns nullptr-free tables but may only be called when the CPU
 // supports the set (select.cc checks).
 const KernelSet* kernelsScalar();
 #if defined(__x86_64__) || defined(_M_X64)
 const KernelSet* kernelsAvx2();
 const KernelSet* kernelsAvx512();
+// KernelSet::gemmBf16 on AVX512_BF16 dot-product instructions (bf16-avx512.cc); call only when bf16DotSupported().
+GemmRangeFn gemmBf16Avx512Dot();
 #endif
+// Whether this CPU has bf16 dot-product instructions that bf16-avx512.cc uses (AVX512_BF16 with AVX512F/BW).
+bool bf16DotSupported();
 #if defined(__aarch64__)
 const KernelSet* kernelsNeon();
 #endif

@@ -12,6 +12,7 @@ namespace {
 // __builtin_cpu_supports also checks that the OS saves the wider registers (XCR0), not only the CPUID bits.
 bool hasAvx2Fma() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
 bool hasAvx512() { return __builtin_cpu_supports("avx512f") && hasAvx2Fma(); }
+bool hasAvx512Bf16() { return hasAvx512() && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512bf16"); }
 #endif
 
 struct Supported {
@@ -40,6 +41,15 @@ const Supported& supported() {
 const KernelSet* const* supportedKernelSets(int* n) {
   *n = supported().n;
   return supported().sets;
+}
+
+bool bf16DotSupported() {
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+  supported();  // __builtin_cpu_init has run
+  return hasAvx512Bf16();
+#else
+  return false;
+#endif
 }
 
 const KernelSet* findKernelSet(const char* name) {
