@@ -155,7 +155,7 @@ async function main(): Promise<void> {
     date: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length,
     cpu_model: (await import('node:os')).cpus()[0]?.model ?? null,
     load_avg_during: loadRange(results),
-    pytorch: 'version' in torch ? { version: torch.version, available: true } : { version: null, available: false, reason: torch.reason },
+    pytorch: 'version' in torch ? { version: torch.version, python: torch.python, available: true } : { version: null, available: false, reason: torch.reason },
     results,
     ratios: ratios(results),
     failures,

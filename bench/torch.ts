@@ -11,14 +11,22 @@ import type { BenchExample } from './step-impl.ts';
 import type { BenchRow, Precision } from './rows.ts';
 
 export const TORCH_REF = path.join(path.dirname(fileURLToPath(import.meta.url)), 'torch_ref.py');
-const PYTHON = process.env.GEMMA_TUNE_PYTHON ?? 'python3';
+// GEMMA_TUNE_PYTHON, else `python3` on PATH, else the system's (Debian's python3-torch is installed for
+// /usr/bin/python3, which a pyenv or venv `python3` on PATH does not see)
+const CANDIDATES = process.env.GEMMA_TUNE_PYTHON ? [process.env.GEMMA_TUNE_PYTHON] : ['python3', '/usr/bin/python3'];
+let python: string | null = null;
 
-/** `{ version }` when `python3` can import torch, else `{ reason }` (one line). */
-export function torchAvailable(): { version: string } | { reason: string } {
-  const r = spawnSync(PYTHON, ['-c', 'import torch, numpy; print(torch.__version__)'], { encoding: 'utf8' });
-  if (r.error) return { reason: `${PYTHON} not found (${(r.error as NodeJS.ErrnoException).code})` };
-  if (r.status !== 0) return { reason: `${PYTHON} cannot import torch/numpy (apt-get install python3-torch libopenblas0-pthread): ${(r.stderr ?? '').trim().split('\n').pop()}` };
-  return { version: r.stdout.trim() };
+/** `{ version, python }` when a python3 can import torch (and numpy), else `{ reason }` (one line). */
+export function torchAvailable(): { version: string; python: string } | { reason: string } {
+  const why: string[] = [];
+  for (const py of CANDIDATES) {
+    const r = spawnSync(py, ['-c', 'import torch, numpy; print(torch.__version__)'], { encoding: 'utf8' });
+    if (r.error) { why.push(`${py} not found`); continue; }
+    if (r.status !== 0) { why.push(`${py} cannot import torch/numpy`); continue; }
+    python = py;
+    return { version: r.stdout.trim(), python: py };
+  }
+  return { reason: `${why.join(', ')} (apt-get install python3-torch libopenblas0-pthread)` };
 }
 
 /** Write the reference's input file: {config (HF config.json), examples}. */
@@ -28,7 +36,8 @@ export function writeTorchInput(file: string, cfg: Gemma3Config, examples: Bench
 
 /** Run `torch_ref.py args…` and parse its last stdout line; progress (stderr) goes to `log`. */
 export function runTorchRef(args: string[], log: (s: string) => void = () => {}): Record<string, unknown> {
-  const r = spawnSync(PYTHON, [TORCH_REF, ...args], { encoding: 'utf8', maxBuffer: 256 << 20, stdio: ['ignore', 'pipe', 'pipe'] });
+  if (!python && 'reason' in torchAvailable()) throw new Error('torch_ref.py: no python3 with torch');
+  const r = spawnSync(python!, [TORCH_REF, ...args], { encoding: 'utf8', maxBuffer: 256 << 20, stdio: ['ignore', 'pipe', 'pipe'] });
   const err = (r.stderr ?? '').trim();
   if (err) log(err);
   const last = (r.stdout ?? '').trim().split('\n').pop() ?? '';
@@ -39,7 +48,7 @@ export function runTorchRef(args: string[], log: (s: string) => void = () => {})
 export interface TorchBenchOptions { model: string; cfg: Gemma3Config; examples: BenchExample[]; precision: Precision; threads: number; steps: number; warmup: number; forward: boolean }
 
 /** One PyTorch measurement as a results row (impl `pytorch`, case `fixed`), plus what only the reference reports. */
-export function benchTorch(o: TorchBenchOptions, log: (s: string) => void): BenchRow & { torch: string; onednn_bf16: boolean | null; peak_rss_train_gb: number } {
+export function benchTorch(o: TorchBenchOptions, log: (s: string) => void): BenchRow & { torch: string; onednn: boolean; peak_rss_train_gb: number } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'gemma-tune-bench-'));
   try {
     const input = path.join(dir, 'input.json');
@@ -48,7 +57,7 @@ export function benchTorch(o: TorchBenchOptions, log: (s: string) => void): Benc
     const realTokens = o.examples.reduce((s, e) => s + e.inputIds.length, 0);
     const step = j.step_s_median as number;
     return {
-      model: o.model, case: 'fixed', precision: o.precision, impl: 'pytorch', mode: 'full', torch: j.torch as string, onednn_bf16: j.onednn_bf16 as boolean | null,
+      model: o.model, case: 'fixed', precision: o.precision, impl: 'pytorch', mode: 'full', torch: j.torch as string, onednn: j.onednn as boolean,
       threads: j.threads as number, batch: j.batch as number, seq: j.seq as number, supervised_tokens: j.supervised_tokens as number, real_tokens: realTokens,
       step_s: j.step_s as number[], step_s_median: step, train_tokens_per_s: j.train_tokens_per_s as number, real_tokens_per_s: realTokens / step,
       forward_s_median: j.forward_s_median as number | null, forward_tokens_per_s: j.forward_tokens_per_s as number | null,

@@ -265,13 +265,9 @@ def cmd_bench(args, cfg, examples):
                 fwd_s.append(time.perf_counter() - t0)
     step_med = statistics.median(step_s)
     fwd_med = statistics.median(fwd_s) if fwd_s else None
-    try:
-        bf16_hw = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except Exception:  # older/newer torch without the probe
-        bf16_hw = None
     return {
         "impl": "pytorch", "torch": torch.__version__, "precision": args.precision, "threads": torch.get_num_threads(),
-        "onednn_bf16": bf16_hw, "batch": ids.shape[0], "seq": ids.shape[1], "supervised_tokens": int((labels != IGNORE).sum()),
+        "onednn": torch.backends.mkldnn.is_available(), "batch": ids.shape[0], "seq": ids.shape[1], "supervised_tokens": int((labels != IGNORE).sum()),
         "params": sum(p.numel() for p in model.parameters()), "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "step_s": step_s, "step_s_median": step_med, "train_tokens_per_s": tokens / step_med,
         "forward_s_median": fwd_med, "forward_tokens_per_s": tokens / fwd_med if fwd_med else None,
