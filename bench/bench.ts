@@ -92,6 +92,15 @@ function table(rows: (BenchRow & Partial<CaseResult>)[]): string {
   return [line(head), line(w.map((n) => '-'.repeat(n))), ...body.map(line)].join('\n');
 }
 
+function cpuBf16(): string[] | null {
+  try {
+    const flags = fs.readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1].trim().split(/\s+/) ?? [];
+    return flags.filter((x) => /^(avx512_bf16|amx_bf16)$/.test(x));
+  } catch {
+    return null;
+  }
+}
+
 /** Range of the 1-minute load average over every timed step of the run. */
 function loadRange(rows: BenchRow[]): { min: number; max: number } | null {
   const all = rows.flatMap((r) => r.load_avg);
@@ -154,6 +163,8 @@ async function main(): Promise<void> {
   const report = {
     date: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length,
     cpu_model: (await import('node:os')).cpus()[0]?.model ?? null,
+    // bf16 dot-product instructions (what PyTorch's bf16 matmuls use through oneDNN), from /proc/cpuinfo where there is one
+    cpu_bf16: cpuBf16(),
     load_avg_during: loadRange(results),
     pytorch: 'version' in torch ? { version: torch.version, python: torch.python, available: true } : { version: null, available: false, reason: torch.reason },
     results,
