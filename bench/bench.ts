@@ -1,11 +1,17 @@
 // `npm run bench`: training / forward / generation throughput, peak RSS and matmul GFLOP/s for preset:gemma-3-270m
-// (random init) and preset:tiny. Each (model, backend) runs in its own child process so that peak RSS is that
-// configuration's own. Prints a table; writes JSON to bench/results.json (or stdout with --json).
+// (random init) and preset:tiny, and the PyTorch reference (bench/torch_ref.py, fp32 and bf16 autocast) on the same
+// config and tokens in the same run when python3 can import torch. Each configuration runs in its own child process
+// so that peak RSS is its own. Prints a table; writes JSON to bench/results.json (or stdout with --json): one row per
+// (model, case, precision, impl, mode) and the ratios ours / PyTorch (bench/rows.ts).
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runCase, type CaseOptions, type CaseResult } from './case.ts';
+import os from 'node:os';
+import { runCase, syntheticExamples, type CaseOptions, type CaseResult } from './case.ts';
+import { presetConfig } from '../src/model/config.ts';
+import { ratios, type BenchRow, type Precision } from './rows.ts';
+import { benchTorch, torchAvailable } from './torch.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const MODELS: Record<string, string> = { '270m': 'preset:gemma-3-270m', tiny: 'preset:tiny' };
@@ -19,17 +25,21 @@ const HELP = `usage: npm run bench -- [options]
   --batch N        batch size (default 4)       --seq N   sequence length (default 128)
   --gen N          tokens to generate with the KV cache (default 16; 0 skips)
   --no-forward     skip the forward measurement  --no-train  skip training
-  --threads N      native matmul threads (default: all cores)
-  --precision P    matmul compute, as training.precision: fp32 or bf16 (bf16 needs the native kernels; default fp32)
+  --precision LIST our matmul compute, as training.precision: fp32, bf16 (bf16 needs the native kernels) (default: fp32,bf16)
+  --torch LIST     PyTorch reference precisions, full fine-tuning only: fp32, bf16 (autocast) (default: fp32,bf16)
+  --no-torch       skip the PyTorch reference
+  --threads N      matmul threads, ours and PyTorch's (default: all cores)
   --json           print the JSON to stdout instead of writing bench/results.json
   --out FILE       JSON output path (default bench/results.json)`;
 
-interface Args extends Omit<CaseOptions, 'model' | 'backend' | 'mode'> { models: string[]; backends: string[]; modes: ('full' | 'lora')[]; json: boolean; out: string }
+interface Args extends Omit<CaseOptions, 'model' | 'backend' | 'mode' | 'precision'> {
+  models: string[]; backends: string[]; modes: ('full' | 'lora')[]; precisions: Precision[]; torch: Precision[]; json: boolean; out: string;
+}
 
 function parseArgs(argv: string[]): Args {
   const a: Args = {
-    models: ['270m', 'tiny'], backends: ['cpu'], modes: ['full', 'lora'], steps: 3, warmup: 1, batch: 4, seq: 128, gen: 16,
-    forward: true, train: true, threads: 0, precision: 'fp32', json: false, out: path.join(HERE, 'results.json'),
+    models: ['270m', 'tiny'], backends: ['cpu'], modes: ['full', 'lora'], precisions: ['fp32', 'bf16'], torch: ['fp32', 'bf16'], steps: 3, warmup: 1, batch: 4, seq: 128, gen: 16,
+    forward: true, train: true, threads: 0, json: false, out: path.join(HERE, 'results.json'),
   };
   const num = (v: string | undefined, name: string, min: number) => {
     const n = Number(v);
@@ -47,10 +57,10 @@ function parseArgs(argv: string[]): Args {
       case '--batch': a.batch = num(v, k, 1); i++; break;
       case '--seq': a.seq = num(v, k, 2); i++; break;
       case '--gen': a.gen = num(v, k, 0); i++; break;
+      case '--precision': a.precisions = v.split(',') as Precision[]; i++; break;
+      case '--torch': a.torch = v.split(',') as Precision[]; i++; break;
+      case '--no-torch': a.torch = []; break;
       case '--threads': a.threads = num(v, k, 1); i++; break;
-      case '--precision':
-        if (v !== 'fp32' && v !== 'bf16') { console.error(`bench: --precision must be fp32 or bf16`); process.exit(2); }
-        a.precision = v; i++; break;
       case '--no-forward': a.forward = false; break;
       case '--no-train': a.train = false; break;
       case '--json': a.json = true; break;
@@ -62,6 +72,7 @@ function parseArgs(argv: string[]): Args {
   for (const m of a.models) if (!MODELS[m]) { console.error(`bench: unknown model ${m} (270m, tiny)`); process.exit(2); }
   for (const b of a.backends) if (!['cpu', 'cpu-js', 'wasm'].includes(b)) { console.error(`bench: unknown backend ${b} (cpu, cpu-js, wasm)`); process.exit(2); }
   for (const m of a.modes) if (m !== 'full' && m !== 'lora') { console.error(`bench: unknown mode ${m} (full, lora)`); process.exit(2); }
+  for (const p of [...a.precisions, ...a.torch]) if (p !== 'fp32' && p !== 'bf16') { console.error(`bench: unknown precision ${p} (fp32, bf16)`); process.exit(2); }
   return a;
 }
 
@@ -69,16 +80,31 @@ function fmt(x: number | null | undefined, digits = 1): string {
   return x == null ? '-' : x.toFixed(digits);
 }
 
-function table(rows: CaseResult[]): string {
-  const head = ['model', 'backend', 'mode', 'matmul', 'thr', 'GFLOP/s', 'train tok/s', 'step s', 'best s', 'fwd tok/s', 'gen tok/s', 'peak RSS GB', 'load', 'step impl'];
+function table(rows: (BenchRow & Partial<CaseResult>)[]): string {
+  const head = ['model', 'case', 'impl', 'prec', 'backend', 'mode', 'matmul', 'thr', 'GFLOP/s', 'train tok/s', 'real tok/s', 'step s', 'best s', 'fwd tok/s', 'gen tok/s', 'peak RSS GB', 'load'];
   const body = rows.map((r) => [
-    r.model.replace('preset:', ''), r.backend, r.mode ?? 'full', r.matmul, String(r.threads), fmt(r.matmul_gflops), fmt(r.train_tokens_per_s), fmt(r.step_s_median, 2),
+    r.model.replace('preset:', ''), r.case, r.impl, r.precision, r.backend ?? '-', r.mode, r.matmul ?? '-', String(r.threads), fmt(r.matmul_gflops), fmt(r.train_tokens_per_s), fmt(r.real_tokens_per_s), fmt(r.step_s_median, 2),
     r.step_s.length ? fmt(Math.min(...r.step_s), 2) : '-', fmt(r.forward_tokens_per_s), fmt(r.gen_tokens_per_s), fmt(r.peak_rss_gb, 2),
-    r.load_avg.length ? fmt(r.load_avg.reduce((a, b) => a + b, 0) / r.load_avg.length) : '-', r.train_step_impl ?? '-',
+    r.load_avg.length ? fmt(r.load_avg.reduce((a, b) => a + b, 0) / r.load_avg.length) : '-',
   ]);
   const w = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => c.padEnd(w[i])).join('  ');
   return [line(head), line(w.map((n) => '-'.repeat(n))), ...body.map(line)].join('\n');
+}
+
+function cpuBf16(): string[] | null {
+  try {
+    const flags = fs.readFileSync('/proc/cpuinfo', 'utf8').match(/^flags\s*:(.*)$/m)?.[1].trim().split(/\s+/) ?? [];
+    return flags.filter((x) => /^(avx512_bf16|amx_bf16)$/.test(x));
+  } catch {
+    return null;
+  }
+}
+
+/** Range of the 1-minute load average over every timed step of the run. */
+function loadRange(rows: BenchRow[]): { min: number; max: number } | null {
+  const all = rows.flatMap((r) => r.load_avg);
+  return all.length ? { min: Math.min(...all), max: Math.max(...all) } : null;
 }
 
 async function main(): Promise<void> {
@@ -91,14 +117,16 @@ async function main(): Promise<void> {
     return;
   }
   const args = parseArgs(argv);
-  const results: CaseResult[] = [];
+  const results: (BenchRow & Partial<CaseResult>)[] = [];
+  const torch = args.torch.length && args.train && args.modes.includes('full') ? torchAvailable() : { reason: 'not requested' };
+  if ('reason' in torch && args.torch.length) process.stderr.write(`bench: no PyTorch reference: ${torch.reason}\n`);
   const failures: { model: string; backend: string; exit: string; stderr_tail: string }[] = [];
   for (const m of args.models) {
-    for (const b of args.backends) for (const mode of args.train ? args.modes : ['full' as const]) {
+    for (const b of args.backends) for (const mode of args.train ? args.modes : ['full' as const]) for (const precision of args.precisions) {
       // a LoRA case measures training only (its forward and generation are the full model's plus a small term)
       const lora = mode === 'lora';
-      const opts: CaseOptions = { model: MODELS[m], backend: b, mode, steps: args.steps, warmup: args.warmup, batch: args.batch, seq: args.seq, gen: lora ? 0 : args.gen, forward: args.forward && !lora, train: args.train, threads: args.threads, precision: args.precision };
-      process.stderr.write(`bench: ${m} on ${b} (${mode}) ...\n`);
+      const opts: CaseOptions = { model: MODELS[m], backend: b, mode, precision, steps: args.steps, warmup: args.warmup, batch: args.batch, seq: args.seq, gen: lora ? 0 : args.gen, forward: args.forward && !lora, train: args.train, threads: args.threads };
+      process.stderr.write(`bench: ${m} on ${b} (${mode}, ${precision}) ...\n`);
       const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', JSON.stringify(opts)], {
         stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', maxBuffer: 256 << 20,
         env: { ...process.env, ...(b === 'cpu-js' ? { GEMMA_TUNE_NATIVE: '0' } : {}) },
@@ -115,15 +143,36 @@ async function main(): Promise<void> {
       }
       results.push(JSON.parse(last) as CaseResult);
     }
+    if ('version' in torch) {
+      // the reference on our config and our exact tokens, right after ours (same machine, same minutes)
+      const cfg = presetConfig(MODELS[m])!;
+      const ours = results.find((r) => r.model === MODELS[m] && r.impl === 'gemma-tune');
+      const threads = args.threads || ours?.threads || os.cpus().length;
+      for (const precision of args.torch) {
+        process.stderr.write(`bench: ${m} with PyTorch ${torch.version} (${precision}, ${threads} threads) ...\n`);
+        try {
+          results.push(benchTorch({ model: MODELS[m], cfg, examples: syntheticExamples(args.batch, args.seq, cfg.vocabSize, 7), precision, threads, steps: args.steps, warmup: args.warmup, forward: args.forward }, (s) => process.stderr.write(s + '\n')));
+        } catch (e) {
+          console.error(`bench: ${(e as Error).message}`);
+          failures.push({ model: MODELS[m], backend: `pytorch (${precision})`, exit: 'error', stderr_tail: (e as Error).message });
+          process.exitCode = 1;
+        }
+      }
+    }
   }
   const report = {
     date: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length,
     cpu_model: (await import('node:os')).cpus()[0]?.model ?? null,
-    reference_pytorch: { train_tokens_per_s: 34, forward_tokens_per_s: 125, peak_rss_gb: 7.0, note: 'PyTorch 1.13 eager fp32, OpenBLAS, 2 threads, 270M, batch 4 x 128' },
+    // bf16 dot-product instructions (what PyTorch's bf16 matmuls use through oneDNN), from /proc/cpuinfo where there is one
+    cpu_bf16: cpuBf16(),
+    load_avg_during: loadRange(results),
+    pytorch: 'version' in torch ? { version: torch.version, python: torch.python, available: true } : { version: null, available: false, reason: torch.reason },
     results,
+    ratios: ratios(results),
     failures,
   };
   console.error('\n' + table(results));
+  for (const q of report.ratios) console.error(`${q.model.replace('preset:', '')} ${q.case}: ours ${q.ours_precision} / PyTorch ${q.reference_precision}: train ${fmt(q.train, 2)}x, forward ${fmt(q.forward, 2)}x, peak RSS ${fmt(q.peak_rss, 2)}x`);
   for (const f of failures) console.error(`${f.model} on ${f.backend}: failed (exit ${f.exit})`);
   if (args.json) console.log(JSON.stringify(report, null, 2));
   else {

@@ -9,11 +9,12 @@ import { generateIds } from '../src/model/generate.ts';
 import { Rng } from '../src/util/rng.ts';
 import { loadNativeGemm, nativeGemmError } from '../src/perf/native.ts';
 import { cpuKernels, matMulThreads, nativeMatMulActive } from '../src/perf/native-matmul-kernel.ts';
-import { setMatmulPrecision, type Precision } from '../src/perf/precision.ts';
+import { setMatmulPrecision } from '../src/perf/precision.ts';
 import { loadStepImpl, type BenchExample } from './step-impl.ts';
 import { LoraAdapter } from '../src/model/lora.ts';
 import { snapToGrid } from '../src/model/qat.ts';
 import { LORA_TARGETS } from '../src/model/params.ts';
+import { median, rates, type BenchRow, type Precision } from './rows.ts';
 
 export interface CaseOptions {
   model: string; backend: string; steps: number; warmup: number; batch: number; seq: number; gen: number;
@@ -24,19 +25,16 @@ export interface CaseOptions {
   mode?: 'full' | 'lora';
 }
 
-export interface CaseResult {
-  model: string; backend: string; mode: 'full' | 'lora'; precision: Precision; trainable_params: number; matmul: string; native_error: string | null; threads: number;
-  batch: number; seq: number; supervised_tokens: number;
+/** One row of ours (impl `gemma-tune`), with what only our side reports. */
+export interface CaseResult extends BenchRow {
+  backend: string; matmul: string; native_error: string | null;
   matmul_gflops: number;
-  train_step_impl: string | null; step_s: number[]; step_s_median: number | null; train_tokens_per_s: number | null;
-  forward_s_median: number | null; forward_tokens_per_s: number | null;
+  train_step_impl: string | null;
   gen_tokens: number; gen_tokens_per_s: number | null;
-  peak_rss_gb: number; peak_rss_train_gb: number | null; params: number; losses: number[];
-  /** Process CPU seconds (all threads) per timed step, and the 1-minute load average while it ran (shared machine). */
-  step_cpu_s: number[]; load_avg: number[];
+  peak_rss_train_gb: number | null;
+  /** Process CPU seconds (all threads) per timed step. */
+  step_cpu_s: number[];
 }
-
-const median = (xs: number[]) => { const s = [...xs].sort((a, b) => a - b); const n = s.length; return n % 2 ? s[(n - 1) / 2] : (s[n / 2 - 1] + s[n / 2]) / 2; };
 const now = () => performance.now() / 1000;
 
 /** GFLOP/s of one untransposed [512, 640]·[640, 2048] product (the 270M MLP shape), best of 3. */
@@ -94,6 +92,7 @@ export async function runCase(o: CaseOptions, log: (m: string) => void): Promise
   const examples = syntheticExamples(o.batch, o.seq, cfg.vocabSize, 7);
   const supervised = examples.reduce((s, e) => s + e.labels.filter((l) => l >= 0).length, 0);
   const tokens = o.batch * o.seq;
+  const realTokens = examples.reduce((s, e) => s + e.inputIds.length, 0); // no padding in the fixed case
   const impl = await loadStepImpl(model, lora);
 
   const stepS: number[] = [], losses: number[] = [], stepCpu: number[] = [], loads: number[] = [];
@@ -131,13 +130,10 @@ export async function runCase(o: CaseOptions, log: (m: string) => void): Promise
   impl.dispose();
   model.dispose();
   lora?.dispose();
-  const stepMed = stepS.length ? median(stepS) : null;
-  const fwdMed = fwdS.length ? median(fwdS) : null;
   return {
-    model: o.model, backend, mode, precision, trainable_params: trainableParams ?? params, matmul, native_error: backend === 'cpu' ? nativeGemmError() : null, threads: matMulThreads(),
-    batch: o.batch, seq: o.seq, supervised_tokens: supervised, matmul_gflops: gflops,
-    train_step_impl: o.train ? impl.name : null, step_s: stepS, step_s_median: stepMed, train_tokens_per_s: stepMed ? tokens / stepMed : null,
-    forward_s_median: fwdMed, forward_tokens_per_s: fwdMed ? tokens / fwdMed : null,
+    model: o.model, case: 'fixed', precision, impl: 'gemma-tune', backend, mode, trainable_params: trainableParams ?? params, matmul, native_error: backend === 'cpu' ? nativeGemmError() : null, threads: matMulThreads(),
+    batch: o.batch, seq: o.seq, supervised_tokens: supervised, real_tokens: realTokens, matmul_gflops: gflops,
+    train_step_impl: o.train ? impl.name : null, step_s: stepS, ...rates(tokens, realTokens, stepS, fwdS.length ? median(fwdS) : null),
     gen_tokens: o.gen, gen_tokens_per_s: genRate,
     peak_rss_gb: (process.resourceUsage().maxRSS * 1024) / 1e9, peak_rss_train_gb: peakTrain, params, losses,
     step_cpu_s: stepCpu, load_avg: loads,

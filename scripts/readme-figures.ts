@@ -6,6 +6,7 @@
 //   npx tsx scripts/readme-figures.ts --check   exit 1 if they differ
 import fs from 'node:fs';
 import path from 'node:path';
+import { benchBlock, type BenchResults } from './readme-figures-bench.ts';
 
 export const ROOT = path.resolve(import.meta.dirname, '..');
 export const QUICKSTART_JSON = path.join(ROOT, 'docs', 'quickstart-results.json');
@@ -55,18 +56,6 @@ export interface QuickstartResults {
   } | null;
 }
 
-interface BenchResult {
-  model: string; backend: string; matmul: string; threads: number; batch: number; seq: number; supervised_tokens: number;
-  matmul_gflops: number; step_s: number[]; step_s_median: number; train_tokens_per_s: number;
-  forward_s_median: number; forward_tokens_per_s: number; gen_tokens_per_s: number | null; peak_rss_gb: number;
-  params: number; load_avg: number[];
-}
-export interface BenchResults {
-  date: string; node: string; cpus: number; cpu_model: string;
-  results: BenchResult[];
-  failures: { model: string; backend: string; exit: string; stderr_tail: string }[];
-}
-
 interface HarnessSet {
   pass: boolean; deterministic: boolean; worst_error_over_bound: { gemm: number; gemv: number; ce: number; gelu: number };
   gemm_hash: string; gelu_hash: string; gflops_1_thread: number | null;
@@ -93,9 +82,6 @@ export const QUICKSTART_COMMANDS = {
   export: 'npx gemma-tune export runs/quickstart --int4',
   eval: 'npx gemma-tune eval preset:tiny runs/quickstart runs/quickstart/export/model-q4_0.gguf',
 } as const;
-
-/** The project's CPU targets for a 270M full fine-tuning step (from the project brief), checked against bench/results.json. */
-export const BENCH_TARGETS = { train_tokens_per_s: 50, forward_tokens_per_s: 125, peak_rss_gb: 7.0 };
 
 // ---- formatting -------------------------------------------------------------------------------------------------
 
@@ -227,43 +213,6 @@ function convergeBlock(q: QuickstartResults): string {
       (t.user_s === null ? '' : `, ${f(t.user_s, 1)} s user + ${f(t.sys_s!, 1)} s system CPU, peak RSS ${gb(t.max_rss_mb!)}`) +
       `, load ${f(t.load1_min, 1)}–${f(t.load1_max, 1)}; same machine and date as above`,
   ].join('\n');
-}
-
-const MODEL_LABEL: Record<string, string> = { 'preset:gemma-3-270m': '270M', 'preset:tiny': 'tiny preset' };
-function backendLabel(r: BenchResult): string {
-  if (r.backend === 'cpu') return r.matmul.startsWith('native') ? `\`cpu\` backend + native kernels (\`${r.matmul}\`)` : "`cpu` backend, tfjs's own JS kernels";
-  return `\`${r.backend}\` backend`;
-}
-
-function benchBlock(b: BenchResults): string {
-  const loads = b.results.flatMap((r) => r.load_avg);
-  const lines = [
-    `Measured on ${day(b.date)}: ${b.cpu_model}, ${b.cpus} cores, Node ${b.node}; 1-minute load average during the timed steps`,
-    `${f(Math.min(...loads), 1)}–${f(Math.max(...loads), 1)} (recorded per step in the JSON; the benchmark itself counts). Batch`,
-    `${b.results[0]?.batch ?? '–'} × ${b.results[0]?.seq ?? '–'} tokens, ${b.results[0]?.supervised_tokens ?? '–'} of them supervised; the median and the best of ${b.results[0]?.step_s.length ?? '–'} timed steps after a warm-up.`,
-    '',
-    `| model | backend | train tok/s (median / best step) | step s (median / best) | forward tok/s | peak RSS | generation tok/s | matmul GFLOP/s |`,
-    `|---|---|---|---|---|---|---|---|`,
-  ];
-  for (const r of b.results) {
-    const tokens = r.batch * r.seq;
-    const best = Math.min(...r.step_s);
-    lines.push(`| ${MODEL_LABEL[r.model] ?? r.model} | ${backendLabel(r)} | ${rate(r.train_tokens_per_s)} / ${rate(tokens / best)} | ${f(r.step_s_median, 2)} / ${f(best, 2)} | ${rate(r.forward_tokens_per_s)} | ${f(r.peak_rss_gb, 2)} GB | ${r.gen_tokens_per_s == null ? '–' : rate(r.gen_tokens_per_s)} | ${Math.round(r.matmul_gflops)} |`);
-  }
-  for (const x of b.failures) lines.push(`| ${MODEL_LABEL[x.model] ?? x.model} | \`${x.backend}\` backend | failed (exit ${x.exit}) | | | | | |`);
-  const big = b.results.find((r) => r.model === 'preset:gemma-3-270m' && r.backend === 'cpu');
-  if (big) {
-    const T = BENCH_TARGETS;
-    const ok = [big.train_tokens_per_s >= T.train_tokens_per_s, big.forward_tokens_per_s >= T.forward_tokens_per_s, big.peak_rss_gb <= T.peak_rss_gb];
-    const mark = (x: boolean) => (x ? 'met' : '**not met**');
-    lines.push(
-      '',
-      `**Targets for the 270M step** (train ≥ ${T.train_tokens_per_s} tok/s, forward ≥ ${T.forward_tokens_per_s} tok/s, peak RSS ≤ ${f(T.peak_rss_gb, 1)} GB):`,
-      `train ${rate(big.train_tokens_per_s)} tok/s ${mark(ok[0])}, forward ${rate(big.forward_tokens_per_s)} tok/s ${mark(ok[1])}, peak RSS ${f(big.peak_rss_gb, 2)} GB ${mark(ok[2])}.`,
-      `Between steps the live tensors are the weights and the two AdamW moments, ${f((big.params * 4 * 3) / 1e9, 1)} GB for ${big.params.toLocaleString('en-US')} float32 parameters.`,
-    );
-  }
-  return lines.join('\n');
 }
 
 const MB = (b: number) => (b / 1e6).toFixed(1);
