@@ -19,7 +19,7 @@ if (!main) {
   try {
     ({ main } = await import('../dist/cli/main.js'));
   } catch (e) {
-    if (e?.code !== 'ERR_MODULE_NOT_FOUND' || !String(e.message).includes('dist')) throw e;
+    if (e?.code !== 'ERR_MODULE_NOT_FOUND' || !String(e.message).includes('dist/cli/main.js')) throw e;
     console.error('gemma-tune: dist/ is missing; run `npm run build` (or `npm ci`, which builds it)');
     process.exit(1);
   }

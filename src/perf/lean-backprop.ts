@@ -6,7 +6,6 @@
 // arithmetic is tfjs's own, in the same order, so the gradients are bit-identical; only the peak memory differs.
 // Nested (higher-order) gradients keep tfjs's behaviour.
 import * as tf from '@tensorflow/tfjs-core';
-import { getFilteredNodesXToY } from '@tensorflow/tfjs-core/dist/tape.js';
 
 interface TapeNode {
   kernelName: string;
@@ -41,7 +40,7 @@ export function installLeanBackprop(): void {
     const y = this.scopedRun(() => this.startTape(), () => this.endTape(), () => this.tidy('forward', f));
     tf.util.assert(y instanceof tf.Tensor, () => 'The result y returned by f() must be a tensor.');
     const tape = this.state.activeTape!;
-    const filtered = getFilteredNodesXToY(tape as never, xs, y) as unknown as TapeNode[];
+    const filtered = nodesFromXToY(tape, xs, y);
     if (!allowNoGradients && filtered.length === 0 && xs.length > 0) {
       throw new Error('Cannot compute gradient of y=f(x) with respect to x. Make sure that the f you passed encloses all operations that lead from x to y.');
     }
@@ -63,6 +62,38 @@ export function uninstallLeanBackprop(): void {
   if (!original) return;
   (tf.engine() as unknown as EngineInternals).gradients = original;
   original = null;
+}
+
+/**
+ * The tape nodes on a path from some x to y, each with only the inputs that depend on an x (the others need no
+ * gradient). Copies, so the tape itself is untouched. (tfjs's own filter lives in a module Node cannot import.)
+ */
+function nodesFromXToY(tape: TapeNode[], xs: tf.Tensor[], y: tf.Tensor): TapeNode[] {
+  const fromX = new Set(xs.map((x) => x.id));
+  const reachedFromX = new Set<TapeNode>();
+  for (const node of tape) {
+    if (Object.values(node.inputs).some((t) => fromX.has(t.id))) {
+      reachedFromX.add(node);
+      for (const o of node.outputs) fromX.add(o.id);
+    }
+  }
+  const toY = new Set([y.id]);
+  const reachesY = new Set<TapeNode>();
+  for (let i = tape.length - 1; i >= 0; i--) {
+    const node = tape[i];
+    if (node.outputs.some((o) => toY.has(o.id))) {
+      reachesY.add(node);
+      for (const t of Object.values(node.inputs)) toY.add(t.id);
+    }
+  }
+  const out: TapeNode[] = [];
+  for (const node of tape) {
+    if (!reachedFromX.has(node) || !reachesY.has(node)) continue;
+    const inputs: Record<string, tf.Tensor> = {};
+    for (const [name, t] of Object.entries(node.inputs)) if (fromX.has(t.id)) inputs[name] = t;
+    out.push({ ...node, inputs });
+  }
+  return out;
 }
 
 function backprop(acc: Map<number, tf.Tensor>, tape: TapeNode[], keep: Set<number>, userDy: tf.Tensor | null, tidy: (f: () => tf.Tensor) => tf.Tensor): void {

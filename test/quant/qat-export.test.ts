@@ -29,7 +29,7 @@ const VAL = VAL_LINES.slice(0, 1);
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'gt-qat-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-async function trainRun(name: string, qatEnabled: boolean, baseDir: string, backend = 'wasm', precision = 'fp32'): Promise<LoadedCheckpoint> {
+async function trainRun(name: string, qatEnabled: boolean, baseDir: string, backend = 'cpu', precision = 'fp32'): Promise<LoadedCheckpoint> {
   const dir = path.join(tmp, name);
   fs.mkdirSync(dir);
   fs.writeFileSync(path.join(dir, 'train.jsonl'), TRAIN.join('\n') + '\n');
