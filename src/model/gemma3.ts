@@ -3,7 +3,7 @@ import type { Gemma3Config } from './config.ts';
 import { weightShapes } from './weights.ts';
 import type { TensorMap } from '../util/tensors.ts';
 import { UserError } from '../errors.ts';
-import { applyRope, attentionMask, embeddingLookup, geluTanh, matMulConstRight, matMulFast, packedAttentionMask, rmsNorm, ropeTables, ropeTablesAt, softcap, tiedEmbedding } from './ops.ts';
+import { applyRope, hostCopies, attentionMask, embeddingLookup, geluTanh, matMulConstRight, matMulFast, packedAttentionMask, rmsNorm, ropeTables, ropeTablesAt, softcap, tiedEmbedding } from './ops.ts';
 
 /**
  * Gemma 3 text decoder (Gemma3ForCausalLM) in TensorFlow.js, fp32, following HF `modeling_gemma3.py`
@@ -193,9 +193,7 @@ export class Gemma3Model {
 
   /** Current parameters as host fp32 tensors (copies). */
   toTensorMap(): TensorMap {
-    const m: TensorMap = new Map();
-    for (const [name, v] of this.params) m.set(name, { shape: v.shape.slice(), data: Float32Array.from(v.dataSync() as Float32Array) });
-    return m;
+    return hostCopies(this.params);
   }
 
   dispose(): void {

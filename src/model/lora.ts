@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Gemma3Config } from './config.ts';
 import type { LinearAdapter } from './gemma3.ts';
-import { matMulFast } from './ops.ts';
+import { hostCopies, matMulFast } from './ops.ts';
 import { LORA_TARGETS, LORA_TARGET_MODULE, layerParam, type LoraTarget } from './params.ts';
 import { weightShapes } from './weights.ts';
 import type { TensorMap } from '../util/tensors.ts';
@@ -142,9 +142,7 @@ export class LoraAdapter implements LinearAdapter {
 
   /** Host copies of A and B (for checkpoints and exports). */
   toTensorMap(): TensorMap {
-    const m: TensorMap = new Map();
-    for (const [name, v] of this.params) m.set(name, { shape: v.shape.slice(), data: Float32Array.from(v.dataSync() as Float32Array) });
-    return m;
+    return hostCopies(this.params);
   }
 
   dispose(): void {

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import type { TensorMap } from '../util/tensors.ts';
 import { nativeMatMulActive } from '../perf/native-matmul-kernel.ts';
 import { activeNative, cpuValues, writableValues } from '../perf/cpu-arrays.ts';
 
@@ -375,4 +376,11 @@ export function matMulConstRight<T extends tf.Tensor>(a: T, b: tf.Tensor2D, tran
     return { value, gradFunc: (dy: tf.Tensor) => tf.tidy(() => [transB && dy.rank === 2 ? mmLongLivedB(dy as tf.Tensor2D, b, b instanceof tf.Variable) : mm(dy, transB ? b : swapLast(b))]) };
   }) as never);
   return f(a) as T;
+}
+
+/** Host fp32 copies of variables, by name (checkpoints and exports of the model or a LoRA adapter). */
+export function hostCopies(params: Map<string, tf.Variable>): TensorMap {
+  const m: TensorMap = new Map();
+  for (const [name, v] of params) m.set(name, { shape: v.shape.slice(), data: Float32Array.from(v.dataSync() as Float32Array) });
+  return m;
 }
