@@ -94,6 +94,7 @@ export async function runCase(o: CaseOptions, log: (m: string) => void): Promise
   const tokens = o.batch * o.seq;
   const realTokens = examples.reduce((s, e) => s + e.inputIds.length, 0); // no padding in the fixed case
   const impl = await loadStepImpl(model, lora);
+  log(`  loaded: rss ${(process.memoryUsage().rss / 2 ** 30).toFixed(2)} GB, peak so far ${((process.resourceUsage().maxRSS * 1024) / 2 ** 30).toFixed(2)} GB`);
 
   const stepS: number[] = [], losses: number[] = [], stepCpu: number[] = [], loads: number[] = [];
   let peakTrain: number | null = null;

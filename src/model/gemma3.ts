@@ -3,6 +3,7 @@ import type { Gemma3Config } from './config.ts';
 import { weightShapes } from './weights.ts';
 import type { TensorMap } from '../util/tensors.ts';
 import { UserError } from '../errors.ts';
+import { recomputed } from './recompute.ts';
 import { applyRope, hostCopies, attentionMask, embeddingLookup, geluTanh, matMulConstRight, matMulFast, packedAttentionMask, rmsNorm, ropeTables, ropeTablesAt, softcap, tiedEmbedding } from './ops.ts';
 
 /**
@@ -169,7 +170,9 @@ export class Gemma3Model {
       let h = tf.reshape(tf.mul(e, scale), [B * T, c.hiddenSize]) as tf.Tensor2D;
       for (let i = 0; i < c.numHiddenLayers; i++) {
         const lt = c.layerTypes[i];
-        h = this.layer(i, h, B, T, rope[lt], masks[lt], wf, ad, cache);
+        const prev = h;
+        // each layer in its own tidy: what the tape does not keep for backward is freed as the layer ends
+        h = cache ? this.layer(i, h, B, T, rope[lt], masks[lt], wf, ad, cache) : tf.tidy(() => this.layer(i, prev, B, T, rope[lt], masks[lt], wf, ad));
       }
       h = rmsNorm(h, this.p('model.norm.weight') as tf.Tensor1D, c.rmsNormEps);
       return tf.reshape(h, [B, T, c.hiddenSize]) as tf.Tensor3D;
@@ -221,7 +224,8 @@ export class Gemma3Model {
     a = this.attention(i, a, B, T, rope, mask, wf, ad, cache);
     h = tf.add(h, this.norm(a, p + 'post_attention_layernorm.weight'));
     let m = this.norm(h, p + 'pre_feedforward_layernorm.weight');
-    m = this.linear(tf.mul(geluTanh(this.linear(m, p + 'mlp.gate_proj.weight', wf, ad)), this.linear(m, p + 'mlp.up_proj.weight', wf, ad)), p + 'mlp.down_proj.weight', wf, ad);
+    const gate = this.linear(m, p + 'mlp.gate_proj.weight', wf, ad), up = this.linear(m, p + 'mlp.up_proj.weight', wf, ad);
+    m = this.linear(recomputed((g, u) => tf.mul(geluTanh(g), u), [gate, up]), p + 'mlp.down_proj.weight', wf, ad);
     return tf.add(h, this.norm(m, p + 'post_feedforward_layernorm.weight'));
   }
 
@@ -232,21 +236,25 @@ export class Gemma3Model {
   private attention(i: number, x: tf.Tensor2D, B: number, T: number, rope: { cos: tf.Tensor; sin: tf.Tensor }, mask: tf.Tensor, wf: WeightFn, ad: LinearAdapter | null, cache?: KVCache): tf.Tensor2D {
     const c = this.config, p = `model.layers.${i}.self_attn.`;
     const H = c.numAttentionHeads, Hkv = c.numKeyValueHeads, d = c.headDim, G = H / Hkv;
-    const heads = (t: tf.Tensor2D, n: number) => tf.transpose(tf.reshape(t, [B, T, n, d]), [0, 2, 1, 3]) as tf.Tensor4D; // [B, n, T, d]
-    let q = heads(this.linear(x, p + 'q_proj.weight', wf, ad), H);
-    let k = heads(this.linear(x, p + 'k_proj.weight', wf, ad), Hkv);
-    let v = heads(this.linear(x, p + 'v_proj.weight', wf, ad), Hkv);
-    q = applyRope(this.norm(q, p + 'q_norm.weight'), rope.cos, rope.sin);
-    k = applyRope(this.norm(k, p + 'k_norm.weight'), rope.cos, rope.sin);
-    if (cache) [k, v] = cache.append(i, k, v);
-    const S = k.shape[2];
-    const qg = tf.reshape(tf.mul(q, Math.pow(c.queryPreAttnScalar, -0.5)), [B * Hkv, G * T, d]);
-    let scores = matMulFast(qg, tf.reshape(k, [B * Hkv, S, d]), false, true); // [B·Hkv, G·T, S]
-    if (c.attnLogitSoftcapping != null) scores = softcap(scores, c.attnLogitSoftcapping);
-    // [B, H, T, S] (head h = kv·G + g): the mask is [T, S] or [B, 1, T, S] (packed rows) and broadcasts over the rest
-    const probs = tf.softmax(tf.add(tf.reshape(scores, [B, H, T, S]), mask), -1);
-    const o = matMulFast(tf.reshape(probs, [B * Hkv, G * T, S]), tf.reshape(v, [B * Hkv, S, d])); // [B·Hkv, G·T, d] = [B, H, T, d]
-    const merged = tf.reshape(tf.transpose(tf.reshape(o, [B, H, T, d]), [0, 2, 1, 3]), [B * T, H * d]) as tf.Tensor2D;
+    const heads = (t: tf.Tensor, n: number) => tf.transpose(tf.reshape(t, [B, T, n, d]), [0, 2, 1, 3]) as tf.Tensor4D; // [B, n, T, d]
+    // everything after the projections, as one block that training recomputes in backward (recompute.ts)
+    const core = (qx: tf.Tensor, kx: tf.Tensor, vx: tf.Tensor, qw: tf.Tensor, kw: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor, mask: tf.Tensor): tf.Tensor2D => {
+      const q = applyRope(rmsNorm(heads(qx, H), qw as tf.Tensor1D, c.rmsNormEps), cos, sin);
+      let k = applyRope(rmsNorm(heads(kx, Hkv), kw as tf.Tensor1D, c.rmsNormEps), cos, sin);
+      let v = heads(vx, Hkv);
+      if (cache) [k, v] = cache.append(i, k, v);
+      const S = k.shape[2];
+      const qg = tf.reshape(tf.mul(q, Math.pow(c.queryPreAttnScalar, -0.5)), [B * Hkv, G * T, d]);
+      let scores = matMulFast(qg, tf.reshape(k, [B * Hkv, S, d]), false, true); // [B·Hkv, G·T, S]
+      if (c.attnLogitSoftcapping != null) scores = softcap(scores, c.attnLogitSoftcapping);
+      // [B, H, T, S] (head h = kv·G + g): the mask is [T, S] or [B, 1, T, S] (packed rows) and broadcasts over the rest
+      const probs = tf.softmax(tf.add(tf.reshape(scores, [B, H, T, S]), mask), -1);
+      const o = matMulFast(tf.reshape(probs, [B * Hkv, G * T, S]), tf.reshape(v, [B * Hkv, S, d])); // [B·Hkv, G·T, d] = [B, H, T, d]
+      return tf.reshape(tf.transpose(tf.reshape(o, [B, H, T, d]), [0, 2, 1, 3]), [B * T, H * d]) as tf.Tensor2D;
+    };
+    const args: [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor] = [this.linear(x, p + 'q_proj.weight', wf, ad), this.linear(x, p + 'k_proj.weight', wf, ad),
+      this.linear(x, p + 'v_proj.weight', wf, ad), this.p(p + 'q_norm.weight'), this.p(p + 'k_norm.weight')];
+    const merged = cache ? core(...args, rope.cos, rope.sin, mask) : recomputed(core as (...xs: tf.Tensor[]) => tf.Tensor2D, args, [rope.cos, rope.sin, mask]);
     return this.linear(merged, p + 'o_proj.weight', wf, ad);
   }
 }

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Gemma3Config } from './config.ts';
 import type { LinearAdapter } from './gemma3.ts';
 import { hostCopies, matMulFast } from './ops.ts';
+import { recomputed } from './recompute.ts';
 import { LORA_TARGETS, LORA_TARGET_MODULE, layerParam, type LoraTarget } from './params.ts';
 import { weightShapes } from './weights.ts';
 import type { TensorMap } from '../util/tensors.ts';
@@ -136,8 +137,9 @@ export class LoraAdapter implements LinearAdapter {
       for (let i = 0; i < mask.length; i++) mask[i] = rng.next() < p ? 0 : keep;
       xin = tf.mul(x, tf.tensor(mask, x.shape, 'float32'));
     }
-    const low = matMulFast(xin, ab.a, false, true); // [N, r]
-    return tf.mul(matMulFast(low, ab.b, false, true), this.scale) as tf.Tensor2D;
+    // recomputed in backward (cheap at rank r): the [N, out] intermediates are not kept for it
+    const scale = this.scale;
+    return recomputed((xi, a, b) => tf.mul(matMulFast(matMulFast(xi, a, false, true), b, false, true), scale) as tf.Tensor2D, [xin, ab.a, ab.b]);
   }
 
   /** Host copies of A and B (for checkpoints and exports). */

@@ -113,9 +113,9 @@ function releaseEarly(saved: tf.Tensor): void {
 export function rmsNorm<T extends tf.Tensor>(x: T, w: tf.Tensor1D, eps: number): T {
   const f = tf.customGrad(((xi: tf.Tensor, wi: tf.Tensor, save: tf.GradSaveFunc) => {
     save([xi, wi]);
-    const r = tf.rsqrt(tf.add(tf.mean(tf.square(xi), -1, true), eps));
     return {
-      value: tf.mul(tf.mul(xi, r), tf.add(wi, 1)),
+      // (a custom op's inner ops are not freed until the caller's tidy ends unless tidied here)
+      value: tf.tidy(() => tf.mul(tf.mul(xi, tf.rsqrt(tf.add(tf.mean(tf.square(xi), -1, true), eps))), tf.add(wi, 1))),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => {
         const [sx, sw] = saved;
         const D = sx.shape[sx.rank - 1];
