@@ -3,7 +3,7 @@ import type { Gemma3Config } from './config.ts';
 import { weightShapes } from './weights.ts';
 import type { TensorMap } from '../util/tensors.ts';
 import { UserError } from '../errors.ts';
-import { recomputed } from './recompute.ts';
+import { addSameShape, recomputed } from './recompute.ts';
 import { applyRope, hostCopies, attentionMask, embeddingLookup, geluTanh, matMulConstRight, matMulFast, packedAttentionMask, rmsNorm, ropeTables, ropeTablesAt, softcap, tiedEmbedding } from './ops.ts';
 
 /**
@@ -210,7 +210,7 @@ export class Gemma3Model {
     // under an adapter the base is frozen: a constant right operand (same forward values, no weight gradient)
     const y = matMulConstRight(x, w as tf.Tensor2D, true);
     const d = ad.delta(name, x);
-    return d ? tf.add(y, d) : y;
+    return d ? addSameShape(y, d) : y;
   }
 
   private norm<T extends tf.Tensor>(x: T, name: string): T {
@@ -222,11 +222,11 @@ export class Gemma3Model {
     const p = `model.layers.${i}.`;
     let a = this.norm(h, p + 'input_layernorm.weight');
     a = this.attention(i, a, B, T, rope, mask, wf, ad, cache);
-    h = tf.add(h, this.norm(a, p + 'post_attention_layernorm.weight'));
+    h = addSameShape(h, this.norm(a, p + 'post_attention_layernorm.weight'));
     let m = this.norm(h, p + 'pre_feedforward_layernorm.weight');
     const gate = this.linear(m, p + 'mlp.gate_proj.weight', wf, ad), up = this.linear(m, p + 'mlp.up_proj.weight', wf, ad);
     m = this.linear(recomputed((g, u) => tf.mul(geluTanh(g), u), [gate, up]), p + 'mlp.down_proj.weight', wf, ad);
-    return tf.add(h, this.norm(m, p + 'post_feedforward_layernorm.weight'));
+    return addSameShape(h, this.norm(m, p + 'post_feedforward_layernorm.weight'));
   }
 
   /**

@@ -39,6 +39,21 @@ export function recomputed<T extends tf.Tensor>(fn: (...xs: tf.Tensor[]) => T, x
   }) as never) as (...t: tf.Tensor[]) => T;
   return f(...xs);
 }
+/**
+ * a + b for two tensors of one shape, as a tape node that keeps nothing: tfjs's Add keeps both inputs for its
+ * backward (to reduce over broadcast axes), which for a residual stream or a LoRA sum means two activations per add
+ * alive until backprop reaches it. The gradient of each input is dy itself.
+ */
+export function addSameShape<T extends tf.Tensor>(a: T, b: tf.Tensor): T {
+  if (!a.shape.every((d, i) => d === b.shape[i]) || a.rank !== b.rank) throw new Error(`addSameShape: shapes [${a.shape}] and [${b.shape}] differ`);
+  if (!enabled || !isTapeOn()) return tf.add(a, b) as T;
+  const f = tf.customGrad(((x: tf.Tensor, y: tf.Tensor) => ({
+    value: tf.add(x, y),
+    gradFunc: (dy: tf.Tensor) => [dy.clone(), dy.clone()],
+  })) as never) as (x: tf.Tensor, y: tf.Tensor) => T;
+  return f(a, b);
+}
+
 // GEMMA_TUNE_RECOMPUTE=0: keep every block's intermediates as tfjs does (same gradients, more memory)
 let enabled = typeof process === 'undefined' || process.env.GEMMA_TUNE_RECOMPUTE !== '0';
 
