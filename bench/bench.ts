@@ -5,7 +5,8 @@
 // runs in its own child process so that peak RSS is its own. Prints a table; writes JSON to bench/results.json (or
 // stdout with --json): one row per (model, case, precision, impl, mode), the ratios ours / PyTorch and packed / padded
 // (bench/rows.ts).
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
+import readline from 'node:readline';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -99,6 +100,27 @@ function parseArgs(argv: string[]): Args {
   return a;
 }
 
+/**
+ * One configuration in a child process (its own peak RSS). Its progress (stderr) is passed on line by line as it
+ * comes, without long lines: the wasm runtime prints its whole minified source on an abort.
+ */
+function runChild(opts: CaseOptions, env: NodeJS.ProcessEnv): Promise<{ status: number | null; signal: string | null; stdout: string; stderrLines: string[] }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', JSON.stringify(opts)], { stdio: ['ignore', 'pipe', 'pipe'], env });
+    let stdout = '';
+    const stderrLines: string[] = [];
+    child.stdout.setEncoding('utf8').on('data', (d: string) => { stdout += d; });
+    const lines = readline.createInterface({ input: child.stderr, crlfDelay: Infinity });
+    lines.on('line', (l) => {
+      if (l.length === 0 || l.length >= 400) return;
+      stderrLines.push(l);
+      process.stderr.write(l + '\n');
+    });
+    child.on('error', reject);
+    child.on('close', (status, signal) => resolve({ status, signal, stdout, stderrLines }));
+  });
+}
+
 function fmt(x: number | null | undefined, digits = 1): string {
   return x == null ? '-' : x.toFixed(digits);
 }
@@ -150,13 +172,8 @@ async function main(): Promise<void> {
       const trainOnly = mode === 'lora' || c !== 'fixed';
       const opts: CaseOptions = { model: MODELS[m], backend: b, mode, precision, case: c, realBatches: args.realBatches, realRecipe: args.realRecipe, steps: args.steps, warmup: args.warmup, batch: args.batch, seq: args.seq, gen: trainOnly ? 0 : args.gen, forward: args.forward && !trainOnly, train: args.train, threads: args.threads };
       process.stderr.write(`bench: ${m} on ${b} (${mode}, ${precision}, ${c}) ...\n`);
-      const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', JSON.stringify(opts)], {
-        stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', maxBuffer: 256 << 20,
-        env: { ...process.env, ...(b === 'cpu-js' ? { GEMMA_TUNE_NATIVE: '0' } : {}) },
-      });
-      // progress lines; the wasm runtime prints its whole minified source on an abort, so cut long lines
-      const errLines = (r.stderr ?? '').split('\n').filter((l) => l.length > 0 && l.length < 400);
-      process.stderr.write(errLines.join('\n') + '\n');
+      const r = await runChild(opts, { ...process.env, ...(b === 'cpu-js' ? { GEMMA_TUNE_NATIVE: '0' } : {}) });
+      const errLines = r.stderrLines;
       const last = (r.stdout ?? '').trim().split('\n').pop() ?? '';
       if (r.status !== 0 || !last.startsWith('{')) {
         console.error(`bench: ${m} on ${b} (${mode}, ${precision}, ${c}) failed (exit ${r.status ?? r.signal})`);
