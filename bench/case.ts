@@ -1,4 +1,4 @@
-// One benchmark configuration (model × backend), run in a child process by bench.ts.
+// One benchmark configuration (model × backend × mode × precision × case), run in a child process by bench.ts.
 import os from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../src/model/backend.ts';
@@ -14,7 +14,8 @@ import { loadStepImpl, type BenchExample } from './step-impl.ts';
 import { LoraAdapter } from '../src/model/lora.ts';
 import { snapToGrid } from '../src/model/qat.ts';
 import { LORA_TARGETS } from '../src/model/params.ts';
-import { median, rates, type BenchRow, type Precision } from './rows.ts';
+import { median, rates, realRates, type BenchRow, type Precision } from './rows.ts';
+import { realEpoch, type BenchCase } from './real-data.ts';
 
 export interface CaseOptions {
   model: string; backend: string; steps: number; warmup: number; batch: number; seq: number; gen: number;
@@ -23,6 +24,13 @@ export interface CaseOptions {
   precision?: Precision;
   /** `lora`: train a LoRA adapter (the recipe defaults: r 8, alpha 16, all seven projections, dropout 0) on the frozen base on the Q4_0 grid. */
   mode?: 'full' | 'lora';
+  /** `fixed` (default): the synthetic batch × seq, the same every step. `real-padded` / `real-packed`: one epoch of
+   * bench/real-data.ts's dataset in micro-batches of `batch` rows (seq and forward/generation do not apply). */
+  case?: BenchCase;
+  /** Real cases: time only the epoch's first N micro-batches (0 or absent: the whole epoch). */
+  realBatches?: number;
+  /** Real cases: the recipe whose training data and max_length are used (default recipes/quickstart.yaml). */
+  realRecipe?: string;
 }
 
 /** One row of ours (impl `gemma-tune`), with what only our side reports. */
@@ -89,6 +97,19 @@ export async function runCase(o: CaseOptions, log: (m: string) => void): Promise
   const trainableParams = lora ? lora.numParams : null;
   let params = 0;
   for (const v of model.params.values()) params += v.size;
+  const benchCase = o.case ?? 'fixed';
+  if (benchCase !== 'fixed') {
+    const impl = await loadStepImpl(model, lora);
+    try {
+      const row = await timeRealEpoch(o, benchCase, impl, log);
+      return {
+        model: o.model, precision, impl: 'gemma-tune', backend, mode, trainable_params: trainableParams ?? params, matmul, native_error: backend === 'cpu' ? nativeGemmError() : null, threads: matMulThreads(),
+        matmul_gflops: gflops, train_step_impl: impl.name, gen_tokens: 0, gen_tokens_per_s: null, params, peak_rss_gb: (process.resourceUsage().maxRSS * 1024) / 1e9, ...row,
+      };
+    } finally {
+      impl.dispose(); model.dispose(); lora?.dispose();
+    }
+  }
   const examples = syntheticExamples(o.batch, o.seq, cfg.vocabSize, 7);
   const supervised = examples.reduce((s, e) => s + e.labels.filter((l) => l >= 0).length, 0);
   const tokens = o.batch * o.seq;
@@ -138,5 +159,39 @@ export async function runCase(o: CaseOptions, log: (m: string) => void): Promise
     gen_tokens: o.gen, gen_tokens_per_s: genRate,
     peak_rss_gb: (process.resourceUsage().maxRSS * 1024) / 1e9, peak_rss_train_gb: peakTrain, params, losses,
     step_cpu_s: stepCpu, load_avg: loads,
+  };
+}
+
+type RealPart = Omit<CaseResult, 'model' | 'precision' | 'impl' | 'backend' | 'mode' | 'trainable_params' | 'matmul' | 'native_error' | 'threads' | 'matmul_gflops' | 'train_step_impl' | 'gen_tokens' | 'gen_tokens_per_s' | 'params' | 'peak_rss_gb'>
+  & { dataset: string; epoch_examples: number; epoch_real_tokens: number; epoch_train_tokens: number; packed_rows: number; packing_efficiency: number };
+
+/** A real-data case: `warmup` untimed steps on the epoch's first micro-batch, then one timed step per micro-batch. */
+async function timeRealEpoch(o: CaseOptions, benchCase: Exclude<BenchCase, 'fixed'>, impl: Awaited<ReturnType<typeof loadStepImpl>>, log: (m: string) => void): Promise<RealPart> {
+  if (!impl.trainBatch) throw new Error(`--case ${benchCase} needs src/train/step.ts (the stand-in step has no packed batches)`);
+  const epoch = await realEpoch(benchCase === 'real-packed', o.batch, o.realRecipe);
+  const timed = o.realBatches ? epoch.batches.slice(0, o.realBatches) : epoch.batches;
+  log(`  ${benchCase}: ${epoch.dataset}, ${epoch.examples} examples, ${epoch.batches.length} micro-batches of ${o.batch} rows per epoch (max_length ${epoch.capacity}), timing ${timed.length}`);
+  const stepS: number[] = [], losses: number[] = [], stepCpu: number[] = [], loads: number[] = [];
+  let trainTokens = 0, realTokens = 0, supervised = 0;
+  if (o.train) {
+    for (let i = 0; i < o.warmup + timed.length; i++) {
+      const b = i < o.warmup ? epoch.batches[0] : timed[i - o.warmup];
+      const t0 = now(), c0 = process.cpuUsage();
+      const loss = await impl.trainBatch(b);
+      const dt = now() - t0, c = process.cpuUsage(c0);
+      losses.push(loss);
+      if (i >= o.warmup) {
+        stepS.push(dt); stepCpu.push((c.user + c.system) / 1e6); loads.push(os.loadavg()[0]);
+        trainTokens += b.batchSize * b.seqLen; realTokens += b.numTokens; supervised += b.numSupervised;
+      }
+      log(`  ${i < o.warmup ? 'warm-up' : `micro-batch ${i - o.warmup + 1}/${timed.length}`} [${b.batchSize} × ${b.seqLen}, ${b.numTokens} real]: ${dt.toFixed(2)} s, loss ${loss.toFixed(4)}, rss ${(process.memoryUsage().rss / 2 ** 30).toFixed(2)} GB`);
+    }
+  }
+  return {
+    case: benchCase, batch: o.batch, seq: epoch.capacity, supervised_tokens: supervised, real_tokens: realTokens, train_tokens: trainTokens,
+    micro_batches: stepS.length, epoch_micro_batches: epoch.batches.length, step_s: stepS, ...realRates(trainTokens, realTokens, stepS),
+    peak_rss_train_gb: o.train ? (process.resourceUsage().maxRSS * 1024) / 1e9 : null, losses, step_cpu_s: stepCpu, load_avg: loads,
+    dataset: epoch.dataset, epoch_examples: epoch.examples, epoch_real_tokens: epoch.realTokens, epoch_train_tokens: epoch.positions,
+    packed_rows: epoch.packing.rows, packing_efficiency: epoch.packing.efficiency,
   };
 }

@@ -3,6 +3,7 @@
 // in fallback-step.ts is used and reported as such in the results.
 import type { Gemma3Model } from '../src/model/gemma3.ts';
 import type { LoraAdapter } from '../src/model/lora.ts';
+import type { Batch } from '../src/train/batches.ts';
 import { FallbackAdamW, fallbackForwardLoss, fallbackTrainStep } from './fallback-step.ts';
 
 export interface BenchExample { inputIds: number[]; labels: number[] }
@@ -10,6 +11,8 @@ export interface BenchExample { inputIds: number[]; labels: number[] }
 export interface StepImpl {
   name: string;
   train(examples: BenchExample[]): Promise<number>;
+  /** One step on a ready batch (padded or packed; the real-data cases). Absent in the stand-in. */
+  trainBatch?(batch: Batch): Promise<number>;
   forward(examples: BenchExample[]): Promise<number>;
   dispose(): void;
 }
@@ -30,6 +33,7 @@ export async function loadStepImpl(model: Gemma3Model, lora: LoraAdapter | null 
     return {
       name: lora ? 'trainStep (LoRA)' : 'trainStep',
       train: async (ex) => trainStep(model, opt, [makeBatch(ex, 0)], { lr: h.lr, maxGradNorm: h.maxGradNorm, ...loraOpts() }).loss,
+      trainBatch: async (b) => trainStep(model, opt, [b], { lr: h.lr, maxGradNorm: h.maxGradNorm, ...loraOpts() }).loss,
       forward: async (ex) => evalLoss(model, [makeBatch(ex, 0)]).loss,
       dispose: () => opt.dispose(),
     };

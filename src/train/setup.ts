@@ -88,7 +88,7 @@ export interface TrainingSetup {
 }
 
 // Salt so the shuffling stream differs from other uses of the seed (weights init, validation split).
-const SHUFFLE_SALT = 0x5f3759df;
+export const SHUFFLE_SALT = 0x5f3759df;
 
 const supervised = (x: TokenizedExample) => x.labels.some((l) => l !== IGNORE_INDEX);
 

@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ratios, rates, rowProblems, type BenchRow } from '../../bench/rows.ts';
+import { packingRatios, ratios, rates, realRates, rowProblems, type BenchRow } from '../../bench/rows.ts';
 
 function row(over: Partial<BenchRow>): BenchRow {
   const stepS = over.step_s ?? [2, 4, 3];
@@ -46,6 +46,25 @@ describe('bench rows', () => {
     delete bad.case;
     expect(rowProblems(bad)).toEqual(['missing case', 'case undefined', 'precision "fp16"', 'trainable_params not a positive number', 'train_tokens_per_s != batch × seq / step_s_median']);
     expect(rowProblems({ ...row({}), real_tokens: 9999 } as Record<string, unknown>)).toContain('real_tokens > batch × seq');
+  });
+
+  it('real-data rows: tokens over the summed step times of the timed micro-batches; packed ÷ padded', () => {
+    const real = (c: 'real-padded' | 'real-packed', stepS: number[], train: number, realTok: number, epochMb: number) =>
+      ({ ...row({}), case: c, seq: 32, step_s: stepS, load_avg: stepS.map(() => 1), train_tokens: train, real_tokens: realTok, micro_batches: stepS.length, epoch_micro_batches: epochMb, ...realRates(train, realTok, stepS) }) as BenchRow;
+    const padded = real('real-padded', [1, 2, 3], 300, 240, 60);
+    expect(padded.train_tokens_per_s).toBe(50);
+    expect(padded.real_tokens_per_s).toBe(40);
+    expect(padded.step_s_median).toBe(2);
+    expect(rowProblems(padded as unknown as Record<string, unknown>)).toEqual([]);
+    // real tokens above the positions, positions above micro-batches × batch × seq, a rate not from the sums
+    expect(rowProblems({ ...padded, real_tokens: 301 } as unknown as Record<string, unknown>)).toEqual(['real_tokens > train_tokens', 'real_tokens_per_s != real_tokens / Σ step_s']);
+    expect(rowProblems({ ...padded, train_tokens: 3 * 4 * 32 + 1 } as unknown as Record<string, unknown>)).toContain('train_tokens > micro_batches × batch × seq');
+    expect(rowProblems({ ...padded, micro_batches: undefined } as unknown as Record<string, unknown>)).toEqual(['micro_batches not a positive number']);
+    const packed = real('real-packed', [2, 2], 320, 240, 30);
+    expect(packingRatios([padded, packed, row({})])).toEqual([
+      { model: padded.model, precision: 'fp32', mode: 'full', impl: 'gemma-tune', real_tokens: 60 / 40, padded_micro_batches: 60, packed_micro_batches: 30 },
+    ]);
+    expect(packingRatios([packed, { ...padded, precision: 'bf16' }])).toEqual([]);
   });
 
   it('bench/results.json: every row well formed, one run (ours and PyTorch), ratios as recomputed, no constant reference', () => {
