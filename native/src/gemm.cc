@@ -33,6 +33,14 @@ GemmRangeFn bf16Dot() {
 #endif
 }
 
+GemvRangeFn bf16DotGemv() {
+#if defined(__x86_64__) || defined(_M_X64)
+  return gemvBf16Avx512Dot();
+#else
+  return nullptr;
+#endif
+}
+
 // When K == 0 the product is all zeros.
 void zeroRange(float* C, long ldc, long i0, long i1, long j0, long j1) {
   for (long i = i0; i < i1; i++) std::fill(C + i * ldc + j0, C + i * ldc + j1, 0.f);
@@ -46,9 +54,10 @@ void gemm(const View& A, const View& B, float* C, long M, long N, long K, bool a
   const long MR = ks.mr, NR = ks.nr;
   const bool byRows = M / MR >= N / NR;
   const GemmRangeFn range = bf16 ? (useBf16Dot() ? bf16Dot() : ks.gemmBf16) : ks.gemm;
-  const bool gemv = !bf16 && M <= 4 && K > 0 && A.cs == 1 && B.rs == 1;  // see KernelSet::gemv
+  const bool gemv = M <= 4 && K > 0 && A.cs == 1 && B.rs == 1;  // see KernelSet::gemv and gemvBf16
   if (gemv) {
-    parallelFor(N, parallel, NR, [&](long lo, long hi) { ks.gemv(A, B, C, N, M, K, lo, hi, accumulate); });
+    const GemvRangeFn fn = bf16 ? (useBf16Dot() ? bf16DotGemv() : ks.gemvBf16) : ks.gemv;
+    parallelFor(N, parallel, NR, [&](long lo, long hi) { fn(A, B, C, N, M, K, lo, hi, accumulate); });
     return;
   }
   parallelFor(byRows ? M : N, parallel, byRows ? MR : NR, [&](long lo, long hi) {

@@ -103,6 +103,30 @@ describe('native bf16 GEMM', () => {
     expect(worstError(CASES[0], 10, fp32)).toBeGreaterThan(10);
   });
 
+  it('M ≤ 4 rows against a transposed B (batch-1 decoding) give the bits of the same rows of a larger product, on every kernel set', () => {
+    // M ≤ 4 with B's columns contiguous takes the dot-product path (gemm.cc); a 13-row product takes the blocked one,
+    // which computes each row independently of the others: the two must agree bit for bit (K across KC-blocks and odd,
+    // N not a multiple of any tile, with and without accumulate)
+    const rng = new Rng(77);
+    const randn = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
+    const bad: string[] = [];
+    for (const s of gemm.kernelSets()) {
+      gemm.setKernels(s);
+      for (const K of [1, 33, 256, 257, 640]) for (const N of [1, 17, 100]) for (const acc of [false, true]) {
+        const a = randn(13 * K), b = randn(N * K), c0 = randn(13 * N);
+        const big = c0.slice();
+        gemm.matmulBf16(a, b, big, 1, 13, N, K, false, true, 0, 0, acc);
+        for (let m = 1; m <= 4; m++) {
+          const small = c0.slice(0, m * N);
+          gemm.matmulBf16(a.subarray(0, m * K), b, small, 1, m, N, K, false, true, 0, 0, acc);
+          if (!bits(small).equals(bits(big.subarray(0, m * N)))) bad.push(`${gemm.bf16Kernels()} M${m} N${N} K${K}${acc ? ' acc' : ''}`);
+        }
+      }
+    }
+    gemm.setKernels(defaultSet);
+    expect(bad).toEqual([]);
+  });
+
   it('is deterministic: the same bits on a repeat and with 1 or 2 threads', () => {
     const big: Case = { M: 96, N: 200, K: 640, ta: false, tb: true, batch: 1, acc: false }; // large enough to split
     gemm.setThreads(2);

@@ -150,7 +150,9 @@ describe('native kernel sets', () => {
         // global (T/D/B/R), weak (W/V) and unique (u) definitions: only gt::kernels<Set>() may be visible
         const syms = execFileSync('nm', ['-C', '--defined-only', path.join(objs, f)], { encoding: 'utf8' }).split('\n')
           .filter((l) => / [TDBRWVu] /.test(l)).map((l) => l.replace(/^[0-9a-f]+ . /, ''));
-        expect(syms, f).toEqual([expect.stringMatching(/^gt::(kernels(Scalar|Avx2|Avx512|Neon)|gemmBf16Avx512Dot)\(\)$/)]);
+        // bf16-avx512.o: its two accessors (the blocked product and the M ≤ 4 one)
+        if (f.endsWith('bf16-avx512.o')) expect(syms.sort(), f).toEqual(['gt::gemmBf16Avx512Dot()', 'gt::gemvBf16Avx512Dot()']);
+        else expect(syms, f).toEqual([expect.stringMatching(/^gt::kernels(Scalar|Avx2|Avx512|Neon)\(\)$/)]);
       }
     });
 });

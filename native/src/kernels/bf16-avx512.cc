@@ -139,8 +139,105 @@ void gemmRange(const View& A, const View& B, float* C, long ldc, long K, long i0
   }
 }
 
+// ---- M ≤ 4 rows of A against a B whose columns are contiguous rows of b (B.rs == 1: [N, K] weights, the
+// [vocab, hidden] head), for batch-1 decoding. The blocked path above packs (and rounds) all of B into panels for
+// every product, which for one row of A costs ~10× the fp32 dot products (gemm.cc's gemv path). Here each group of 16
+// rows of b is rounded and transposed in registers into the k-pair layout packB builds, and the same VDPBF16PS chain
+// runs on it: per output, each KC-block summed from zero in ascending k-pairs (the odd element padded with 0 at the end
+// of K), then C = (accumulate or a later block ? C : 0) + block sum, as gemmRange's edge-tile path does for M < MR.
+// Hence the same bits as gemmRange for every output (test/perf/native-bf16.test.ts compares them).
+
+// 16 floats → their bf16 rounding (toBf16) in the upper half of each 32-bit lane.
+inline __m512i roundBits(__m512 x) {
+  const __m512i u = _mm512_castps_si512(x);
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), odd));
+  return _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(u, _mm512_set1_epi32(0x00400000)));
+}
+
+// The upper 16-bit halves of lo's then hi's lanes, in order: 32 bf16 values = 16 k-pair words (even k in the low half).
+alignas(64) const uint16_t kPairIdx[32] = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31,
+                                           33, 35, 37, 39, 41, 43, 45, 47, 49, 51, 53, 55, 57, 59, 61, 63};
+
+// out[q] lane l = r[l] lane q (16×16 of 32-bit words).
+inline void transpose16(const __m512i* r, __m512i* out) {
+  __m512i u[4][4];
+  for (int g = 0; g < 4; g++) {
+    const __m512i t0 = _mm512_unpacklo_epi32(r[4 * g], r[4 * g + 1]), t1 = _mm512_unpackhi_epi32(r[4 * g], r[4 * g + 1]);
+    const __m512i t2 = _mm512_unpacklo_epi32(r[4 * g + 2], r[4 * g + 3]), t3 = _mm512_unpackhi_epi32(r[4 * g + 2], r[4 * g + 3]);
+    u[g][0] = _mm512_unpacklo_epi64(t0, t2);
+    u[g][1] = _mm512_unpackhi_epi64(t0, t2);
+    u[g][2] = _mm512_unpacklo_epi64(t1, t3);
+    u[g][3] = _mm512_unpackhi_epi64(t1, t3);
+  }
+  for (int c = 0; c < 4; c++) {
+    const __m512i a = _mm512_shuffle_i32x4(u[0][c], u[1][c], 0x44), b = _mm512_shuffle_i32x4(u[2][c], u[3][c], 0x44);
+    const __m512i d = _mm512_shuffle_i32x4(u[0][c], u[1][c], 0xEE), e = _mm512_shuffle_i32x4(u[2][c], u[3][c], 0xEE);
+    out[c] = _mm512_shuffle_i32x4(a, b, 0x88);
+    out[4 + c] = _mm512_shuffle_i32x4(a, b, 0xDD);
+    out[8 + c] = _mm512_shuffle_i32x4(d, e, 0x88);
+    out[12 + c] = _mm512_shuffle_i32x4(d, e, 0xDD);
+  }
+}
+
+// A's rows as k-pair words (global pair p = k 2p, 2p+1; the element past K is 0), per thread, grown as needed.
+thread_local uint32_t* tlPairs = nullptr;
+thread_local long tlPairsCap = 0;
+
+void gemvRange(const View& A, const View& B, float* C, long ldc, long M, long K, long j0, long j1, bool accumulate) {
+  const long PW = (K + 1) / 2;
+  if (tlPairsCap < 4 * PW) {
+    free(tlPairs);
+    tlPairs = static_cast<uint32_t*>(malloc(sizeof(uint32_t) * 4 * PW));
+    tlPairsCap = 4 * PW;
+  }
+  uint32_t* apw = tlPairs;
+  for (long i = 0; i < M; i++)
+    for (long p = 0; p < PW; p++) {
+      const float* a = A.p + i * A.rs + 2 * p;
+      apw[i * PW + p] = (uint32_t)toBf16(a[0]) | (2 * p + 1 < K ? (uint32_t)toBf16(a[1]) << 16 : 0u);
+    }
+  const __m512i idx = _mm512_load_si512(kPairIdx);
+  for (long j = j0; j < j1; j += 16) {
+    const int n = (int)lmin(16, j1 - j);
+    const __mmask16 cm = (__mmask16)(n == 16 ? 0xffff : (1u << n) - 1);
+    for (long pc = 0; pc < K; pc += KC) {
+      const int kc = (int)lmin(KC, K - pc), kp = (kc + 1) / 2;
+      __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+      for (int p0 = 0; p0 < kp; p0 += 16) {
+        const int cnt = (int)lmin(32, kc - 2 * p0);  // floats of each row in this chunk
+        const __mmask16 m0 = (__mmask16)(cnt >= 16 ? 0xffff : (1u << cnt) - 1);
+        const __mmask16 m1 = (__mmask16)(cnt >= 32 ? 0xffff : cnt > 16 ? (1u << (cnt - 16)) - 1 : 0);
+        __m512i rows[16], w[16];
+        for (int l = 0; l < 16; l++) {
+          if (l < n) {
+            const float* src = B.p + (j + l) * B.cs + pc + 2 * p0;
+            rows[l] = _mm512_permutex2var_epi16(roundBits(_mm512_maskz_loadu_ps(m0, src)), idx, roundBits(_mm512_maskz_loadu_ps(m1, src + 16)));
+          } else {
+            rows[l] = _mm512_setzero_si512();
+          }
+        }
+        transpose16(rows, w);
+        const int nq = (int)lmin(16, kp - p0);
+        const uint32_t* ap = apw + pc / 2 + p0;
+        for (int q = 0; q < nq; q++)
+          for (long i = 0; i < M; i++)
+            acc[i] = _mm512_dpbf16_ps(acc[i], (__m512bh)_mm512_set1_epi32((int)ap[i * PW + q]), (__m512bh)w[q]);
+      }
+      const bool add = accumulate || pc > 0;
+      for (long i = 0; i < M; i++) {
+        float* c = C + i * ldc + j;
+        const __m512 prev = add ? _mm512_maskz_loadu_ps(cm, c) : _mm512_setzero_ps();
+        _mm512_mask_storeu_ps(c, cm, _mm512_add_ps(prev, acc[i]));
+      }
+    }
+  }
+}
+
 }  // namespace
 
 GemmRangeFn gemmBf16Avx512Dot() { return gemmRange; }
+GemvRangeFn gemvBf16Avx512Dot() { return gemvRange; }
 
 }  // namespace gt

@@ -27,6 +27,9 @@ struct KernelSet {
   void (*gemmBf16)(const View& A, const View& B, float* C, long ldc, long K, long i0, long i1, long j0, long j1, bool accumulate);
   // The same for M ≤ 4 rows of a row-major A against a B whose columns are contiguous (B.rs == 1): dot products.
   void (*gemv)(const View& A, const View& B, float* C, long ldc, long M, long K, long j0, long j1, bool accumulate);
+  // gemmBf16's product for the same M ≤ 4 case (batch-1 decoding), with gemmBf16's bits: the set's micro-kernel on one
+  // B panel at a time instead of a KC×NC block (see kset-body.inc).
+  void (*gemvBf16)(const View& A, const View& B, float* C, long ldc, long M, long K, long j0, long j1, bool accumulate);
   // One row of token cross-entropy (see head.cc): z[0:V] logits, t the target.
   void (*ceRow)(float* z, long V, int t, float scale, float cap, bool grad, float* lseOut, float* lossOut);
   // out[lo:hi] = gelu_tanh(x), or with dy, dy · gelu_tanh'(x) (see gelu.cc).
@@ -35,6 +38,8 @@ struct KernelSet {
 
 // A GEMM range function (KernelSet::gemm's signature).
 typedef void (*GemmRangeFn)(const View& A, const View& B, float* C, long ldc, long K, long i0, long i1, long j0, long j1, bool accumulate);
+// A few-rows range function (KernelSet::gemv's signature).
+typedef void (*GemvRangeFn)(const View& A, const View& B, float* C, long ldc, long M, long K, long j0, long j1, bool accumulate);
 
 // The sets compiled for this architecture; each returns nullptr-free tables but may only be called when the CPU
 // supports the set (select.cc checks).
@@ -44,6 +49,8 @@ const KernelSet* kernelsAvx2();
 const KernelSet* kernelsAvx512();
 // KernelSet::gemmBf16 on AVX512_BF16 dot-product instructions (bf16-avx512.cc); call only when bf16DotSupported().
 GemmRangeFn gemmBf16Avx512Dot();
+// Its M ≤ 4 counterpart (KernelSet::gemvBf16 on the dot-product instructions), with gemmBf16Avx512Dot's bits.
+GemvRangeFn gemvBf16Avx512Dot();
 #endif
 // Whether this CPU has bf16 dot-product instructions that bf16-avx512.cc uses (AVX512_BF16 with AVX512F/BW).
 bool bf16DotSupported();
