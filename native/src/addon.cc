@@ -5,6 +5,12 @@
 // others are plain C++ whose results do not depend on the instruction set (they reproduce tfjs's bits).
 #include <node_api.h>
 
+#include <cstdlib>
+#include <cstring>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include "addon.h"
 #include "args.h"
 #include "threads.h"
@@ -75,7 +81,22 @@ napi_value SetKernels(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// tfjs allocates and frees MB-sized Float32Arrays by the thousand per training step. glibc serves blocks above its
+// mmap threshold (dynamic, at most 32 MB) with fresh mmaps, unmaps them on free and trims the heap's free top, so each
+// step page-faults gigabytes of newly zeroed memory: about a quarter of a 270M LoRA step. Blocks up to 256 MB now
+// come from the heap and freed memory stays there for reuse; the peak RSS is the same (bench, 270M, full and LoRA).
+// GEMMA_TUNE_MALLOC=0 keeps glibc's defaults.
+void tuneMalloc() {
+#if defined(__GLIBC__)
+  const char* v = std::getenv("GEMMA_TUNE_MALLOC");
+  if (v != nullptr && std::strcmp(v, "0") == 0) return;
+  mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
+}
+
 napi_value Init(napi_env env, napi_value exports) {
+  tuneMalloc();
   initPool();
   if (!active) {
     int n;
