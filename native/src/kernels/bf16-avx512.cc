@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "kernel-set.h"
+#include "tile-avx512.h"
 
 namespace gt {
 namespace {
@@ -93,16 +94,7 @@ void kernel(int kp, const uint16_t* a, const uint16_t* b, float* c, long ldc, bo
     a += 2 * MR;
     b += 2 * NR;
   }
-#pragma GCC unroll 12
-  for (int i = 0; i < MR; i++) {
-    float* ci = c + i * ldc;
-    if (accumulate) {
-      acc[i][0] = _mm512_add_ps(acc[i][0], _mm512_loadu_ps(ci));
-      acc[i][1] = _mm512_add_ps(acc[i][1], _mm512_loadu_ps(ci + 16));
-    }
-    _mm512_storeu_ps(ci, acc[i][0]);
-    _mm512_storeu_ps(ci + 16, acc[i][1]);
-  }
+  storeTile(acc, c, ldc, accumulate);
 }
 
 void gemmRange(const View& A, const View& B, float* C, long ldc, long K, long i0, long i1, long j0, long j1, bool accumulate) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "vec-avx2.h"
+#include "tile-avx512.h"
 
 namespace gt {
 namespace {
@@ -52,16 +53,7 @@ void kernel(int kc, const float* a, const float* b, float* c, long ldc, bool acc
     a += MR;
     b += NR;
   }
-#pragma GCC unroll 12
-  for (int i = 0; i < MR; i++) {
-    float* ci = c + i * ldc;
-    if (accumulate) {
-      acc[i][0] = _mm512_add_ps(acc[i][0], _mm512_loadu_ps(ci));
-      acc[i][1] = _mm512_add_ps(acc[i][1], _mm512_loadu_ps(ci + 16));
-    }
-    _mm512_storeu_ps(ci, acc[i][0]);
-    _mm512_storeu_ps(ci + 16, acc[i][1]);
-  }
+  storeTile(acc, c, ldc, accumulate);
 }
 
 // The AVX2 set's dot product with its 32-element blocks done as two 16-lane FMAs: lanes 0-15 of lo hold the AVX2
