@@ -19,6 +19,43 @@ export function ownedFloat32(n: number): Float32Array {
   return a;
 }
 
+// Large arrays given back by their last user (recycle) for the next spareFloat32 of the same length: a training step
+// hands out the 671 MB table gradient of the 270M model every step, and taking fresh pages from the OS for it costs
+// more than the product that fills it (first-touch page faults, ~1.2 s per step here). One spare per length.
+export const SPARE_MIN = 1 << 24;
+const spares = new Map<number, Float32Array>();
+
+/** An owned array of n values: a recycled one (stale contents: the caller overwrites every value) or a fresh one. */
+export function spareFloat32(n: number): Float32Array {
+  const a = spares.get(n);
+  if (!a) return ownedFloat32(n);
+  spares.delete(n);
+  return a;
+}
+
+/**
+ * Disposes `t`; when it was the only tensor on a large array of ours, keeps the array for spareFloat32. Only for a
+ * tensor whose values nobody read out (dataSync() on cpu returns the array itself, which would then change).
+ */
+export function recycle(t: tf.Tensor): void {
+  const vals = t.size >= SPARE_MIN && !t.isDisposed ? writableValues(t) : null;
+  t.dispose();
+  if (vals) spares.set(vals.length, vals);
+}
+
+/**
+ * acc += g in place when acc's array is ours alone and the shapes match (float32, rounded as tf.add rounds); false
+ * (nothing done) otherwise.
+ */
+export function addInPlace(acc: tf.Tensor, g: tf.Tensor): boolean {
+  const a = writableValues(acc), b = cpuValues(g);
+  if (!a || !b || a.length !== b.length || acc.shape.join() !== g.shape.join()) return false;
+  const native = activeNative();
+  if (native) native.binary(0, a, b, a, 1, a.length, 0, 1, 0, 1);
+  else for (let i = 0; i < a.length; i++) a[i] += b[i];
+  return true;
+}
+
 /** The native addon when cpu-backend tensors are being computed with it, else null. */
 export function activeNative(): NativeGemm | null {
   if (!nativeMatMulActive() || tf.getBackend() !== 'cpu') return null;

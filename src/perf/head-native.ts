@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { NativeGemm } from './native.ts';
-import { cpuValues, ownedFloat32 } from './cpu-arrays.ts';
+import { cpuValues, spareFloat32 } from './cpu-arrays.ts';
 import { precisionMatmul } from './precision.ts';
 
 /**
@@ -18,6 +18,14 @@ export interface NativeHeadResult {
   dTable: Float32Array | null;
 }
 
+// The logits block, reused between calls (it never leaves this module; fresh pages from the OS each step cost ~0.2 s).
+let logitsBlock: Float32Array | null = null;
+
+function logitsScratch(n: number): Float32Array {
+  if (!logitsBlock || logitsBlock.length < n) { logitsBlock = null; logitsBlock = new Float32Array(n); }
+  return logitsBlock.subarray(0, n);
+}
+
 export function nativeHeadCrossEntropy(
   g: NativeGemm, h: Float32Array, table: Float32Array, targets: Int32Array,
   dims: { M: number; V: number; D: number; rowsPerBlock: number },
@@ -27,10 +35,11 @@ export function nativeHeadCrossEntropy(
   const matmul = precisionMatmul(g); // the head's three products follow training.precision
   const rows = Math.max(1, Math.min(M, Math.floor(dims.rowsPerBlock)));
   const grad = opts.gradScale != null;
-  const z = new Float32Array(rows * V);
+  const z = logitsScratch(rows * V);
   const lse = new Float32Array(M), rowLoss = new Float32Array(M);
   const dh = grad ? new Float32Array(M * D) : null;
-  const dTable = grad && !opts.frozenTable ? ownedFloat32(V * D) : null;
+  // (every value written: the first block's product does not accumulate)
+  const dTable = grad && !opts.frozenTable ? spareFloat32(V * D) : null;
   for (let r0 = 0; r0 < M; r0 += rows) {
     const n = Math.min(rows, M - r0);
     const hc = h.subarray(r0 * D, (r0 + n) * D);

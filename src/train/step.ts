@@ -10,6 +10,7 @@ import type { AdamW } from './adamw.ts';
 import type { Batch } from './batches.ts';
 import { supervisedLossSum } from './loss.ts';
 import { sumOfSquares } from '../perf/adamw.ts';
+import { addInPlace, recycle } from '../perf/cpu-arrays.ts';
 
 export interface TrainStepOptions {
   lr: number;
@@ -68,6 +69,7 @@ export function trainStep(model: Gemma3Model, optimizer: AdamW, window: Batch[],
         const name = byVarName.get(varName)!;
         const acc = grads.get(name);
         if (acc) {
+          if (addInPlace(acc, gi)) { gi.dispose(); continue; } // no second 671 MB table gradient per micro-batch
           grads.set(name, tf.add(acc, gi));
           acc.dispose(); gi.dispose();
         } else {
@@ -84,7 +86,8 @@ export function trainStep(model: Gemma3Model, optimizer: AdamW, window: Batch[],
     }
     return { loss, gradNorm, supervisedTokens, tokens, finite };
   } finally {
-    for (const gi of grads.values()) gi.dispose();
+    // nothing outside this function saw the gradients: their large arrays may serve the next step (cpu-arrays.ts)
+    for (const gi of grads.values()) recycle(gi);
   }
 }
 
