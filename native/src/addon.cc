@@ -111,6 +111,8 @@ napi_value Init(napi_env env, napi_value exports) {
       {"adamw", nullptr, Adamw, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"ceRows", nullptr, CeRows, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"gelu", nullptr, Gelu, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"normRope", nullptr, NormRope, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"normRopeGrad", nullptr, NormRopeGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"threads", nullptr, GetThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"simd", nullptr, Kernels, nullptr, nullptr, nullptr, napi_default, nullptr},

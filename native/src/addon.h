@@ -15,6 +15,8 @@ napi_value Binary(napi_env env, napi_callback_info info);  // elementwise.cc
 napi_value Reduce(napi_env env, napi_callback_info info);  // reduce.cc
 napi_value CeRows(napi_env env, napi_callback_info info);  // head.cc
 napi_value Gelu(napi_env env, napi_callback_info info);    // gelu.cc
+napi_value NormRope(napi_env env, napi_callback_info info);      // norm.cc
+napi_value NormRopeGrad(napi_env env, napi_callback_info info);  // norm.cc
 
 // The kernel set in use (addon.cc): the fastest this CPU supports until setKernels picks another. Read it under
 // poolLock(), once per call.

@@ -4,7 +4,7 @@ import { weightShapes } from './weights.ts';
 import type { TensorMap } from '../util/tensors.ts';
 import { UserError } from '../errors.ts';
 import { addSameShape, recomputed } from './recompute.ts';
-import { applyRope, hostCopies, attentionMask, embeddingLookup, geluTanh, matMulConstRight, matMulFast, packedAttentionMask, rmsNorm, ropeTables, ropeTablesAt, softcap, tiedEmbedding } from './ops.ts';
+import { normRope, hostCopies, attentionMask, embeddingLookup, geluTanh, matMulConstRight, matMulFast, packedAttentionMask, rmsNorm, ropeTables, ropeTablesAt, softcap, tiedEmbedding } from './ops.ts';
 
 /**
  * Gemma 3 text decoder (Gemma3ForCausalLM) in TensorFlow.js, fp32, following HF `modeling_gemma3.py`
@@ -239,12 +239,13 @@ export class Gemma3Model {
     const heads = (t: tf.Tensor, n: number) => tf.transpose(tf.reshape(t, [B, T, n, d]), [0, 2, 1, 3]) as tf.Tensor4D; // [B, n, T, d]
     // everything after the projections, as one block that training recomputes in backward (recompute.ts)
     const core = (qx: tf.Tensor, kx: tf.Tensor, vx: tf.Tensor, qw: tf.Tensor, kw: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor, mask: tf.Tensor): tf.Tensor2D => {
-      const q = applyRope(rmsNorm(heads(qx, H), qw as tf.Tensor1D, c.rmsNormEps), cos, sin);
-      let k = applyRope(rmsNorm(heads(kx, Hkv), kw as tf.Tensor1D, c.rmsNormEps), cos, sin);
+      // QK-norm, RoPE (and the query scale) per head, into the heads-first layout
+      const q = normRope(qx as tf.Tensor2D, qw as tf.Tensor1D, { B, T, heads: H, d, eps: c.rmsNormEps, cos, sin, scale: Math.pow(c.queryPreAttnScalar, -0.5) });
+      let k = normRope(kx as tf.Tensor2D, kw as tf.Tensor1D, { B, T, heads: Hkv, d, eps: c.rmsNormEps, cos, sin });
       let v = heads(vx, Hkv);
       if (cache) [k, v] = cache.append(i, k, v);
       const S = k.shape[2];
-      const qg = tf.reshape(tf.mul(q, Math.pow(c.queryPreAttnScalar, -0.5)), [B * Hkv, G * T, d]);
+      const qg = tf.reshape(q, [B * Hkv, G * T, d]);
       let scores = matMulFast(qg, tf.reshape(k, [B * Hkv, S, d]), false, true); // [B·Hkv, G·T, S]
       if (c.attnLogitSoftcapping != null) scores = softcap(scores, c.attnLogitSoftcapping);
       // [B, H, T, S] (head h = kv·G + g): the mask is [T, S] or [B, 1, T, S] (packed rows) and broadcasts over the rest

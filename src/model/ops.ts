@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { TensorMap } from '../util/tensors.ts';
 import { nativeMatMulActive } from '../perf/native-matmul-kernel.ts';
 import { activeNative, cpuValues, writableValues } from '../perf/cpu-arrays.ts';
+import { canNormRope, nativeNormRope, type NormRopeShape } from '../perf/norm-rope-native.ts';
 
 /**
  * Numeric building blocks of the Gemma 3 forward pass, all differentiable on the cpu AND wasm backends.
@@ -111,6 +112,9 @@ function releaseEarly(saved: tf.Tensor): void {
  * each block has 6 norms).
  */
 export function rmsNorm<T extends tf.Tensor>(x: T, w: tf.Tensor1D, eps: number): T {
+  const D = x.shape[x.rank - 1], g = activeNative();
+  const rows = { B: 1, T: x.size / D, heads: 1, d: D, eps };
+  if (D % 2 === 0 && canNormRope(g, x, w, rows)) return nativeNormRope(g, x, w, rows, x.shape) as T;
   const f = tf.customGrad(((xi: tf.Tensor, wi: tf.Tensor, save: tf.GradSaveFunc) => {
     save([xi, wi]);
     return {
@@ -236,6 +240,17 @@ export function rotateHalf<T extends tf.Tensor>(x: T): T {
 /** x·cos + rotate_half(x)·sin. `x` is [..., T, d]; cos/sin are [T, d] (or [B, 1, T, d]) and broadcast over leading axes. */
 export function applyRope<T extends tf.Tensor>(x: T, cos: tf.Tensor, sin: tf.Tensor): T {
   return tf.add(tf.mul(x, cos), tf.mul(rotateHalf(x), sin)) as T;
+}
+
+/**
+ * Attention's query/key preparation: x [B·T, heads·d] → RMSNorm(1 + w) of each head → RoPE (cos/sin [T, d] or
+ * [B, 1, T, d]) → × scale, as [B, heads, T, d]. One native op on cpu (src/perf/norm-rope-native.ts), else tfjs ops.
+ */
+export function normRope(x: tf.Tensor2D, w: tf.Tensor1D, s: NormRopeShape & { cos: tf.Tensor; sin: tf.Tensor }): tf.Tensor4D {
+  const { B, T, heads, d } = s, g = activeNative();
+  if (canNormRope(g, x, w, s)) return nativeNormRope(g, x, w, s, [B, heads, T, d]) as tf.Tensor4D;
+  const y = applyRope(rmsNorm(tf.transpose(tf.reshape(x, [B, T, heads, d]), [0, 2, 1, 3]) as tf.Tensor4D, w, s.eps), s.cos, s.sin);
+  return (s.scale !== undefined && s.scale !== 1 ? tf.mul(y, s.scale) : y) as tf.Tensor4D;
 }
 
 /**

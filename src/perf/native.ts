@@ -36,6 +36,15 @@ export interface NativeGemm {
   /** out = gelu_tanh(x), or with dy: out = dy · gelu_tanh'(x). Vectorised; absolute error ~2e-7. */
   gelu(x: Float32Array, out: Float32Array, dy?: Float32Array): void;
   /**
+   * RMSNorm with Gemma's (1 + w) scale of each d-wide head of x [B·T, n·d], then (with cos/sin) RoPE and a factor
+   * `scale`, written to out in the [B, n, T, d] layout. cos/sin: [T, d] or [B, T, d] values, or null for no RoPE.
+   */
+  normRope(x: Float32Array, w: Float32Array, out: Float32Array, B: number, T: number, n: number, d: number, eps: number,
+    scale: number, cos: Float32Array | null, sin: Float32Array | null): void;
+  /** normRope's backward: dx (x's layout) and dw from dy (out's layout); x is all it keeps. Deterministic. */
+  normRopeGrad(x: Float32Array, w: Float32Array, dy: Float32Array, dx: Float32Array, dw: Float32Array, B: number, T: number,
+    n: number, d: number, eps: number, scale: number, cos: Float32Array | null, sin: Float32Array | null): void;
+  /**
    * Fused AdamW: pOut/mOut/vOut from p, m, v, g (outputs may alias inputs). `s` = float32 [β1, 1−β1, β2, 1−β2,
    * sqrt(1−β2^t), eps, 1−lr·wd, lr/(1−β1^t), gradScale]. Bit-identical to the tfjs-ops version on the cpu backend.
    */
