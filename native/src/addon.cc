@@ -113,6 +113,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"gelu", nullptr, Gelu, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"normRope", nullptr, NormRope, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"normRopeGrad", nullptr, NormRopeGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"sumSquares", nullptr, SumSquares, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"threads", nullptr, GetThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"simd", nullptr, Kernels, nullptr, nullptr, nullptr, napi_default, nullptr},

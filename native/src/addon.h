@@ -17,6 +17,7 @@ napi_value CeRows(napi_env env, napi_callback_info info);  // head.cc
 napi_value Gelu(napi_env env, napi_callback_info info);    // gelu.cc
 napi_value NormRope(napi_env env, napi_callback_info info);      // norm.cc
 napi_value NormRopeGrad(napi_env env, napi_callback_info info);  // norm.cc
+napi_value SumSquares(napi_env env, napi_callback_info info);    // reduce.cc
 
 // The kernel set in use (addon.cc): the fastest this CPU supports until setKernels picks another. Read it under
 // poolLock(), once per call.

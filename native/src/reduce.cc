@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -81,6 +82,43 @@ napi_value Reduce(napi_env env, napi_callback_info info) {
   parallelFor(nOut, rows * cols >= 65536 && nOut >= 2, inner ? 1 : 16,
               [&](long lo, long hi) { reduceRange(kind, inner, x, out, rows, cols, lo, hi); });
   return nullptr;
+}
+
+// sumSquares(x) → Σ x² as a double: each square rounded to float (as tf.square's output), summed in double over fixed
+// blocks of 2^16 values with 8 interleaved partial sums each, the block sums added in order — the same bits at any
+// thread count (not tf.sum's strictly sequential order: that single dependency chain is what made the JS loop slow).
+napi_value SumSquares(napi_env env, napi_callback_info info) {
+  size_t argc;
+  napi_value argv[1];
+  if (!getArgs(env, info, argv, 1, 1, &argc, "gemm.sumSquares: expected 1 argument")) return nullptr;
+  float* x;
+  size_t n;
+  if (!getF32(env, argv[0], &x, &n)) {
+    napi_throw_type_error(env, nullptr, "gemm.sumSquares: x must be a Float32Array");
+    return nullptr;
+  }
+  constexpr long kBlock = 1 << 16;
+  const long blocks = ((long)n + kBlock - 1) / kBlock;
+  std::vector<double> part((size_t)blocks, 0.0);
+  {
+    const auto lk = poolLock();
+    parallelFor(blocks, blocks >= 4, 1, [&](long lo, long hi) {
+      for (long b = lo; b < hi; b++) {
+        const long i0 = b * kBlock, i1 = std::min((long)n, i0 + kBlock);
+        double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        long i = i0;
+        for (; i + 8 <= i1; i += 8)
+          for (int k = 0; k < 8; k++) a[k] += (double)(x[i + k] * x[i + k]);
+        for (int k = 0; i < i1; i++, k++) a[k] += (double)(x[i] * x[i]);
+        part[b] = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+      }
+    });
+  }
+  double total = 0;
+  for (long b = 0; b < blocks; b++) total += part[b];
+  napi_value out;
+  CHECK(napi_create_double(env, total, &out));
+  return out;
 }
 
 }  // namespace gt

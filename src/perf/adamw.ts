@@ -59,13 +59,15 @@ export function ownedZerosVariable(p: tf.Tensor): tf.Variable {
 }
 
 /**
- * Σ x² of a float32 tensor as a scalar tensor: on cpu one pass without the temporary x² tensor, accumulating
- * exactly like tf.sum(tf.square(x)) there (each square rounded to float32, summed in order in float64, the
- * sum rounded to float32), so the result is bit-identical; elsewhere tf.sum(tf.square(x)).
+ * Σ x² of a float32 tensor as a scalar tensor. On cpu with the addon: one multithreaded pass (each square rounded to
+ * float32, summed in float64 over fixed blocks: deterministic, not tf.sum's order). On cpu without it: one JS pass
+ * accumulating exactly like tf.sum(tf.square(x)) there (bit-identical). Elsewhere tf.sum(tf.square(x)).
  */
 export function sumOfSquares(x: tf.Tensor): tf.Scalar {
   const vals = cpuValues(x);
   if (!vals) return tf.tidy(() => tf.sum(tf.square(x)));
+  const g = activeNative();
+  if (g && typeof g.sumSquares === 'function') return tf.scalar(g.sumSquares(vals), 'float32');
   const f = Math.fround;
   let acc = 0;
   for (let i = 0; i < vals.length; i++) { const v = vals[i]; acc += f(v * v); }

@@ -60,6 +60,8 @@ export interface NativeGemm {
    * `rows` values) or each column (false, `cols` values), in tfjs's accumulation order: bit-identical to tfjs.
    */
   reduce(kind: number, x: Float32Array, out: Float32Array, rows: number, cols: number, innermost: boolean): void;
+  /** Σ x², each square rounded to float32, summed in float64 over fixed blocks (deterministic at any thread count). */
+  sumSquares(x: Float32Array): number;
   setThreads(n: number): void;
   threads(): number;
   /** The kernel set in use for matmul, ceRows and gelu: 'avx512', 'avx2-fma', 'neon' or 'scalar'. */

@@ -92,10 +92,22 @@ describe('fused native AdamW', () => {
     }
   });
 
-  it('sumOfSquares is bit-identical to tf.sum(tf.square(x)) on cpu', async () => {
+  it('sumOfSquares: bit-identical to tf.sum(tf.square(x)) without the addon; with it float64-exact to rounding, at any thread count', async () => {
     await tf.setBackend('cpu');
     const rng = new Rng(9);
-    const x = tf.tensor(Float32Array.from({ length: 100003 }, () => rng.normal() * 10), [100003]);
+    const n = 300007, vals = Float32Array.from({ length: n }, () => rng.normal() * 10);
+    const x = tf.tensor(vals, [n]);
+    disableNativeMatMul();
     expect(sumOfSquares(x).dataSync()[0]).toBe(tf.sum(tf.square(x)).dataSync()[0]);
+    const gemm = loadNativeGemm()!;
+    registerNativeMatMul(gemm);
+    let exact = 0, comp = 0; // Kahan: float64 sum of the float32 squares, error far below float32's
+    for (const v of vals) { const y = Math.fround(v * v) - comp, t = exact + y; comp = (t - exact) - y; exact = t; }
+    expect(sumOfSquares(x).dataSync()[0]).toBe(Math.fround(exact));
+    const all = gemm.threads(), sums = [1, Math.max(2, all)].map((t) => { gemm.setThreads(t); return gemm.sumSquares(vals); });
+    gemm.setThreads(all);
+    expect(sums[1]).toBe(sums[0]);
+    expect(Math.abs(sums[0] - exact) / exact).toBeLessThan(1e-13);
+    x.dispose();
   });
 });
