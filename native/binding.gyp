@@ -9,7 +9,7 @@
       "target_name": "gemm",
       "sources": [
         "src/addon.cc", "src/threads.cc", "src/gemm.cc", "src/adamw.cc", "src/elementwise.cc", "src/reduce.cc",
-        "src/head.cc", "src/gelu.cc", "src/norm.cc", "src/kernels/select.cc", "src/kernels/kset-scalar.cc"
+        "src/head.cc", "src/gelu.cc", "src/norm.cc", "src/softmax.cc", "src/kernels/select.cc", "src/kernels/kset-scalar.cc"
       ],
       "ldflags": ["-pthread"],
       "conditions": [

@@ -114,6 +114,8 @@ napi_value Init(napi_env env, napi_value exports) {
       {"normRope", nullptr, NormRope, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"normRopeGrad", nullptr, NormRopeGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"sumSquares", nullptr, SumSquares, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"maskedSoftmax", nullptr, MaskedSoftmax, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"softmaxGrad", nullptr, SoftmaxGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"threads", nullptr, GetThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"simd", nullptr, Kernels, nullptr, nullptr, nullptr, napi_default, nullptr},

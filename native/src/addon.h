@@ -18,6 +18,8 @@ napi_value Gelu(napi_env env, napi_callback_info info);    // gelu.cc
 napi_value NormRope(napi_env env, napi_callback_info info);      // norm.cc
 napi_value NormRopeGrad(napi_env env, napi_callback_info info);  // norm.cc
 napi_value SumSquares(napi_env env, napi_callback_info info);    // reduce.cc
+napi_value MaskedSoftmax(napi_env env, napi_callback_info info); // softmax.cc
+napi_value SoftmaxGrad(napi_env env, napi_callback_info info);   // softmax.cc
 
 // The kernel set in use (addon.cc): the fastest this CPU supports until setKernels picks another. Read it under
 // poolLock(), once per call.

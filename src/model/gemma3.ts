@@ -4,7 +4,7 @@ import { weightShapes } from './weights.ts';
 import type { TensorMap } from '../util/tensors.ts';
 import { UserError } from '../errors.ts';
 import { addSameShape, recomputed } from './recompute.ts';
-import { normRope, hostCopies, attentionMask, embeddingLookup, geluTanh, matMulConstRight, matMulFast, packedAttentionMask, rmsNorm, ropeTables, ropeTablesAt, softcap, tiedEmbedding } from './ops.ts';
+import { maskedSoftmax, normRope, hostCopies, attentionMask, embeddingLookup, geluTanh, matMulConstRight, matMulFast, packedAttentionMask, rmsNorm, ropeTables, ropeTablesAt, softcap, tiedEmbedding } from './ops.ts';
 
 /**
  * Gemma 3 text decoder (Gemma3ForCausalLM) in TensorFlow.js, fp32, following HF `modeling_gemma3.py`
@@ -249,7 +249,7 @@ export class Gemma3Model {
       let scores = matMulFast(qg, tf.reshape(k, [B * Hkv, S, d]), false, true); // [B·Hkv, G·T, S]
       if (c.attnLogitSoftcapping != null) scores = softcap(scores, c.attnLogitSoftcapping);
       // [B, H, T, S] (head h = kv·G + g): the mask is [T, S] or [B, 1, T, S] (packed rows) and broadcasts over the rest
-      const probs = tf.softmax(tf.add(tf.reshape(scores, [B, H, T, S]), mask), -1);
+      const probs = maskedSoftmax(tf.reshape(scores, [B, H, T, S]) as tf.Tensor4D, mask);
       const o = matMulFast(tf.reshape(probs, [B * Hkv, G * T, S]), tf.reshape(v, [B * Hkv, S, d])); // [B·Hkv, G·T, d] = [B, H, T, d]
       return tf.reshape(tf.transpose(tf.reshape(o, [B, H, T, d]), [0, 2, 1, 3]), [B * T, H * d]) as tf.Tensor2D;
     };

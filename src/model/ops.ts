@@ -3,6 +3,7 @@ import type { TensorMap } from '../util/tensors.ts';
 import { nativeMatMulActive } from '../perf/native-matmul-kernel.ts';
 import { activeNative, cpuValues, writableValues } from '../perf/cpu-arrays.ts';
 import { canNormRope, nativeNormRope, type NormRopeShape } from '../perf/norm-rope-native.ts';
+import { canMaskedSoftmax, nativeMaskedSoftmax } from '../perf/softmax-native.ts';
 
 /**
  * Numeric building blocks of the Gemma 3 forward pass, all differentiable on the cpu AND wasm backends.
@@ -287,6 +288,13 @@ export function packedAttentionMask(segments: Int32Array, B: number, T: number, 
     }
   }
   return tf.tensor4d(m, [B, 1, T, T]);
+}
+
+/** softmax(scores + mask, -1) for attention scores [B, H, T, S] and an additive mask [T, S] or [B, 1, T, S] (no gradient). */
+export function maskedSoftmax(scores: tf.Tensor4D, mask: tf.Tensor): tf.Tensor4D {
+  const g = activeNative();
+  if (canMaskedSoftmax(g, scores, mask)) return nativeMaskedSoftmax(g, scores, mask);
+  return tf.softmax(tf.add(scores, mask), -1) as tf.Tensor4D;
 }
 
 /** Large enough that exp() of it is exactly 0 in fp32, small enough that adding it to a score stays finite. */

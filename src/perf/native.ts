@@ -60,6 +60,10 @@ export interface NativeGemm {
    * `rows` values) or each column (false, `cols` values), in tfjs's accumulation order: bit-identical to tfjs.
    */
   reduce(kind: number, x: Float32Array, out: Float32Array, rows: number, cols: number, innermost: boolean): void;
+  /** out[b, h, t] = softmax(x[b, h, t] + mask row) over S keys; mask [T, S] or [B, 1, T, S] values. */
+  maskedSoftmax(x: Float32Array, mask: Float32Array, out: Float32Array, B: number, H: number, T: number, S: number): void;
+  /** Softmax's backward per row of S: dx = y·(dy − Σ dy·y). */
+  softmaxGrad(y: Float32Array, dy: Float32Array, dx: Float32Array, rows: number, S: number): void;
   /** Σ x², each square rounded to float32, summed in float64 over fixed blocks (deterministic at any thread count). */
   sumSquares(x: Float32Array): number;
   setThreads(n: number): void;
