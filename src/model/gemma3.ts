@@ -236,7 +236,8 @@ export class Gemma3Model {
   private attention(i: number, x: tf.Tensor2D, B: number, T: number, rope: { cos: tf.Tensor; sin: tf.Tensor }, mask: tf.Tensor, wf: WeightFn, ad: LinearAdapter | null, cache?: KVCache): tf.Tensor2D {
     const c = this.config, p = `model.layers.${i}.self_attn.`;
     const H = c.numAttentionHeads, Hkv = c.numKeyValueHeads, d = c.headDim, G = H / Hkv;
-    const heads = (t: tf.Tensor, n: number) => tf.transpose(tf.reshape(t, [B, T, n, d]), [0, 2, 1, 3]) as tf.Tensor4D; // [B, n, T, d]
+    // [B·T, n·d] → [B, n, T, d] (one KV head, as the 270M model has: the same memory order, no copy)
+    const heads = (t: tf.Tensor, n: number) => (n === 1 ? tf.reshape(t, [B, 1, T, d]) : tf.transpose(tf.reshape(t, [B, T, n, d]), [0, 2, 1, 3])) as tf.Tensor4D;
     // everything after the projections, as one block that training recomputes in backward (recompute.ts)
     const core = (qx: tf.Tensor, kx: tf.Tensor, vx: tf.Tensor, qw: tf.Tensor, kw: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor, mask: tf.Tensor): tf.Tensor2D => {
       // QK-norm, RoPE (and the query scale) per head, into the heads-first layout
