@@ -4,6 +4,7 @@ import { addInPlace, cpuValues, ownedFloat32, recycle, spareFloat32, SPARE_MIN }
 import { disableNativeMatMul, registerNativeMatMul } from '../../src/perf/native-matmul-kernel.ts';
 import { loadNativeGemm } from '../../src/perf/native.ts';
 import { Rng } from '../../src/util/rng.ts';
+import { nativeHeadCrossEntropy } from '../../src/perf/head-native.ts';
 
 // Reusing large arrays between training steps (the table gradient) and the in-place gradient accumulation: an array
 // is handed out again only when no tensor uses it any more, and in-place adds round as tf.add does.
@@ -37,6 +38,20 @@ describe('spare arrays and in-place accumulation (cpu backend)', () => {
     const small = owned(1000), sa = cpuValues(small);
     recycle(small);
     expect(spareFloat32(1000) === sa).toBe(false);
+  });
+
+  it('the head\'s table gradient in a recycled array full of stale values equals one in a fresh array', () => {
+    const g = loadNativeGemm()!;
+    const M = 3, D = 256, V = SPARE_MIN / D, rng = new Rng(8);
+    const h = Float32Array.from({ length: M * D }, () => rng.normal()), table = Float32Array.from({ length: V * D }, () => rng.normal() * 0.1);
+    const targets = Int32Array.from([5, V - 1, 77]);
+    const run = () => nativeHeadCrossEntropy(g, h, table, targets, { M, V, D, rowsPerBlock: 2 }, { softcap: null, gradScale: 0.5, frozenTable: false });
+    const want = run().dTable!.slice(); // (the pool is empty: a fresh array)
+    const staleTensor = tf.tensor1d(ownedFloat32(V * D).fill(7)), stale = cpuValues(staleTensor);
+    recycle(staleTensor);
+    const got = run().dTable!;
+    expect(got === stale).toBe(true); // the recycled array was used ...
+    expect(got.every((v, i) => v === want[i])).toBe(true); // ... and every stale value overwritten
   });
 
   it('addInPlace gives tf.add\'s bits in the accumulator\'s own array, and declines what it must not write', () => {
