@@ -48,19 +48,25 @@ function termAndGrads(fused: boolean, x: tf.Tensor2D, a: tf.Tensor2D, b: tf.Tens
 describe('the fused LoRA term', () => {
   const rng = new Rng(21);
   const rand = (shape: [number, number], s = 1) => tf.tensor2d(Float32Array.from({ length: shape[0] * shape[1] }, () => rng.normal() * s), shape);
-  const x = rand([37, 24]), a = rand([4, 24], 0.2), b = rand([40, 4], 0.3), w = rand([37, 40]);
-  afterAll(() => { for (const t of [x, a, b, w]) t.dispose(); });
+  const x = rand([37, 24]), w = rand([37, 40]);
+  const ab = new Map([4, 8].map((r) => [r, [rand([r, 24], 0.2), rand([40, r], 0.3)]]));
+  afterAll(() => { for (const t of [x, w, ...[...ab.values()].flat()]) t.dispose(); });
 
   for (const [route, use] of routes()) {
-    it(`${route}: value and dx, dA, dB equal the plain ops' (bit for bit at a power-of-two scale, f32 noise otherwise); nothing leaks`, () => {
+    it(`${route}: value and dx, dA, dB equal the plain ops' (bit for bit at r 8 and a power-of-two scale, f32 noise otherwise); nothing leaks`, () => {
       use();
       const before = tf.memory().numTensors;
-      // alpha / r = 2: the scale moved onto the [N, r] side rounds exactly as on the [N, out] side
-      const f2 = termAndGrads(true, x, a, b, w, 2), p2 = termAndGrads(false, x, a, b, w, 2);
+      const [a8, b8] = ab.get(8)!;
+      // alpha / r = 2: the scale moved onto the [N, r] side rounds exactly as on the [N, out] side, and the kernel sums
+      // each output in the same order whatever the layout (not so its M ≤ 4 path, hence r 8 here)
+      const f2 = termAndGrads(true, x, a8, b8, w, 2), p2 = termAndGrads(false, x, a8, b8, w, 2);
       for (let i = 0; i < 4; i++) expect([route, i, Buffer.from(f2[i].buffer).equals(Buffer.from(p2[i].buffer))]).toEqual([route, i, true]);
-      // alpha / r = 1.5 (alpha 12, r 8): one extra rounding at a different place, ≤ a few ulps of the largest entry
-      const f = termAndGrads(true, x, a, b, w, Math.fround(1.5 * 1.01)), p = termAndGrads(false, x, a, b, w, Math.fround(1.5 * 1.01));
-      for (let i = 0; i < 4; i++) expect(relErr(f[i], p[i])).toBeLessThan(2e-6);
+      // r 4 and 8, a scale that is not a power of two: rounding at other places, ≤ a few ulps of the largest entry
+      for (const [r, [a, b]] of ab) {
+        const s = Math.fround(1.5 * 1.01);
+        const f = termAndGrads(true, x, a, b, w, s), p = termAndGrads(false, x, a, b, w, s);
+        for (let i = 0; i < 4; i++) expect([r, i, relErr(f[i], p[i]) < 2e-6]).toEqual([r, i, true]);
+      }
       expect(tf.memory().numTensors).toBe(before);
     });
   }
