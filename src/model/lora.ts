@@ -8,6 +8,7 @@ import type { Gemma3Config } from './config.ts';
 import type { LinearAdapter } from './gemma3.ts';
 import { hostCopies, matMulFast } from './ops.ts';
 import { recomputed } from './recompute.ts';
+import { loraTerm } from './lora-term.ts';
 import { LORA_TARGETS, LORA_TARGET_MODULE, layerParam, type LoraTarget } from './params.ts';
 import { weightShapes } from './weights.ts';
 import type { TensorMap } from '../util/tensors.ts';
@@ -68,6 +69,16 @@ export function initialLoraTensors(c: LoraConfig, model: Gemma3Config, seed: num
     out.set(s.b.name, { shape: [...s.b.shape], data: new Float32Array(s.b.shape[0] * s.b.shape[1]) });
   }
   return out;
+}
+
+// GEMMA_TUNE_LORA_FUSED=0: the LoRA term as plain tfjs ops under autodiff instead of the fused op (lora-term.ts)
+let fused = typeof process === 'undefined' || process.env.GEMMA_TUNE_LORA_FUSED !== '0';
+
+/** Turns the fused LoRA term on or off (tests compare the two); returns the previous setting. */
+export function setLoraFused(on: boolean): boolean {
+  const was = fused;
+  fused = on;
+  return was;
 }
 
 /** A LoRA adapter as tf.Variables: the trainable parameters of a LoRA run, and the LinearAdapter the model calls. */
@@ -137,8 +148,9 @@ export class LoraAdapter implements LinearAdapter {
       for (let i = 0; i < mask.length; i++) mask[i] = rng.next() < p ? 0 : keep;
       xin = tf.mul(x, tf.tensor(mask, x.shape, 'float32'));
     }
-    // recomputed in backward (cheap at rank r): the [N, out] intermediates are not kept for it
     const scale = this.scale;
+    if (fused) return loraTerm(xin, ab.a as tf.Tensor2D, ab.b as tf.Tensor2D, scale);
+    // the plain ops (GEMMA_TUNE_LORA_FUSED=0; tests compare): recomputed in backward, the [N, out] intermediates not kept
     return recomputed((xi, a, b) => tf.mul(matMulFast(matMulFast(xi, a, false, true), b, false, true), scale) as tf.Tensor2D, [xin, ab.a, ab.b]);
   }
 
