@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
  * block's output exists, and the backward runs the block again under a tape of its own to form the gradients
  * (activation checkpointing for one block; the recomputed values are the same kernels on the same inputs, so the
  * gradients are those of the plain block). Use it for blocks that are cheap next to what they free: attention
- * after the projections, the MLP's GELU·up, the LoRA term. Without a tape it is just `fn(...xs)`.
+ * after the projections, the MLP's GELU·up. Without a tape it is just `fn(...xs)`.
  *
  * `fn(...xs, ...consts)` must be a pure function of its tensor arguments; every x must reach the output. `consts` get
  * no gradient; they are kept for the backward (a tensor merely closed over may be freed before the backward runs).
