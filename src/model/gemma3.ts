@@ -4,7 +4,8 @@ import { weightShapes } from './weights.ts';
 import type { TensorMap } from '../util/tensors.ts';
 import { UserError } from '../errors.ts';
 import { addSameShape, recomputed } from './recompute.ts';
-import { maskedSoftmax, normRope, hostCopies, attentionMask, embeddingLookup, geluTanh, matMulConstRight, matMulFast, packedAttentionMask, rmsNorm, ropeTables, ropeTablesAt, softcap, tiedEmbedding } from './ops.ts';
+import { maskedSoftmax, hostCopies, attentionMask, embeddingLookup, geluTanh, matMulConstRight, matMulFast, packedAttentionMask, rmsNorm, softcap, tiedEmbedding } from './ops.ts';
+import { normRope, ropeTables, ropeTablesAt } from './rope.ts';
 
 /**
  * Gemma 3 text decoder (Gemma3ForCausalLM) in TensorFlow.js, fp32, following HF `modeling_gemma3.py`

@@ -1,7 +1,8 @@
 import { describe, it, expect } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { onBackend, maxAbsDiff } from './helpers.ts';
-import { matMulConstRight, matMulFast, mmLongLivedB, applyRope, attentionMask, embeddingLookup, gatherRows, geluTanh, rmsNorm, ropeInvFreq, ropeTables, MASKED } from '../../src/model/ops.ts';
+import { matMulConstRight, matMulFast, mmLongLivedB, attentionMask, embeddingLookup, gatherRows, geluTanh, rmsNorm, MASKED } from '../../src/model/ops.ts';
+import { applyRope, ropeInvFreq, ropeTables } from '../../src/model/rope.ts';
 
 const BACKENDS = ['cpu', 'wasm'] as const;
 

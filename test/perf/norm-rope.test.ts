@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
-import { normRope, rmsNorm, ropeTables, ropeTablesAt } from '../../src/model/ops.ts';
+import { rmsNorm } from '../../src/model/ops.ts';
+import { normRope, ropeTables, ropeTablesAt } from '../../src/model/rope.ts';
 import { disableNativeMatMul, registerNativeMatMul } from '../../src/perf/native-matmul-kernel.ts';
 import { loadNativeGemm } from '../../src/perf/native.ts';
 import { Rng } from '../../src/util/rng.ts';
