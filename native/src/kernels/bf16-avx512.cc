@@ -137,30 +137,50 @@ void packA(const View& A, long i0, long k0, int mc, int kc, uint16_t* out) {
 // zero past nc / kc. op(B) is row-major (B.cs == 1) or its transpose (B.rs == 1).
 void packB(const View& B, long k0, long j0, int kc, int nc, uint16_t* out) {
   const int kp = (kc + 1) / 2;
-  for (int jr = 0; jr < nc; jr += NR) {
-    const int n = (int)lmin(NR, nc - jr);
-    uint32_t* dst = reinterpret_cast<uint32_t*>(out) + (long)jr * kp;  // 64-byte aligned: jr is a multiple of 32
-    if (B.cs == 1) {
-      // rows of k contiguous in j: two rows → one vector of pair words per 16 columns
-      const __mmask16 m0 = lanes(n), m1 = lanes(n - 16);
-      for (int p = 0; p < kp; p++) {
-        const float* e = B.p + (k0 + 2 * p) * B.rs + j0 + jr;
-        const __m512i e0 = roundBits(_mm512_maskz_loadu_ps(m0, e)), e1 = roundBits(_mm512_maskz_loadu_ps(m1, e + 16));
+  uint32_t* const words = reinterpret_cast<uint32_t*>(out);  // panel jr starts at word jr·kp, 64-byte aligned
+  if (B.cs == 1) {
+    // rows of k contiguous in j: two rows → one vector of pair words per 16 columns. Row pair by row pair across all
+    // panels, so that memory is read in sequence (the head's dh = z·E streams 671 MB of E through here), with the
+    // rows PF ahead prefetched.
+    constexpr int PF = 8;
+    for (int p = 0; p < kp; p++) {
+      const float* e = B.p + (k0 + 2 * p) * B.rs + j0;
+      const float* o = e + B.rs;
+      const bool hasOdd = 2 * p + 1 < kc;
+      const float* pf = e + (long)PF * B.rs;  // may lie past B: a prefetch never faults
+      for (int jr = 0; jr < nc; jr += NR) {
+        const int n = (int)lmin(NR, nc - jr);
+        const __mmask16 m0 = lanes(n), m1 = lanes(n - 16);
+        _mm_prefetch((const char*)(pf + jr), _MM_HINT_T0);
+        _mm_prefetch((const char*)(pf + jr + 16), _MM_HINT_T0);
+        _mm_prefetch((const char*)(pf + B.rs + jr), _MM_HINT_T0);
+        _mm_prefetch((const char*)(pf + B.rs + jr + 16), _MM_HINT_T0);
+        const __m512i e0 = roundBits(_mm512_maskz_loadu_ps(m0, e + jr)), e1 = roundBits(_mm512_maskz_loadu_ps(m1, e + jr + 16));
         __m512i o0 = _mm512_setzero_si512(), o1 = o0;
-        if (2 * p + 1 < kc) {
-          o0 = roundBits(_mm512_maskz_loadu_ps(m0, e + B.rs));
-          o1 = roundBits(_mm512_maskz_loadu_ps(m1, e + B.rs + 16));
+        if (hasOdd) {
+          o0 = roundBits(_mm512_maskz_loadu_ps(m0, o + jr));
+          o1 = roundBits(_mm512_maskz_loadu_ps(m1, o + jr + 16));
         }
-        _mm512_store_si512(dst + (long)p * NR, pairWords(e0, o0));
-        _mm512_store_si512(dst + (long)p * NR + 16, pairWords(e1, o1));
+        uint32_t* d = words + (long)jr * kp + (long)p * NR;
+        _mm512_store_si512(d, pairWords(e0, o0));
+        _mm512_store_si512(d + 16, pairWords(e1, o1));
       }
-    } else {
-      // B.rs == 1 (B transposed: [N, K] weights, the head's Eᵀ): each column's k values contiguous; 16 columns × 16
-      // k-pairs at a time, transposed in registers
+    }
+  } else {
+    // B.rs == 1 (B transposed: [N, K] weights, the head's Eᵀ): each column's k values contiguous; 16 columns × 16
+    // k-pairs at a time, transposed in registers, with the next panel's columns prefetched
+    for (int jr = 0; jr < nc; jr += NR) {
+      const int n = (int)lmin(NR, nc - jr);
+      uint32_t* dst = words + (long)jr * kp;
       for (int h = 0; h < NR; h += 16) {
         const float* src[16];
         for (int l = 0; l < 16; l++) src[l] = h + l < n ? B.p + k0 + (j0 + jr + h + l) * B.cs : nullptr;
         for (int p0 = 0; p0 < kp; p0 += 16) {
+          for (int l = 0; l < 16; l++)
+            if (src[l]) {
+              _mm_prefetch((const char*)(src[l] + NR * B.cs), _MM_HINT_T0);
+              _mm_prefetch((const char*)(src[l] + NR * B.cs + 16), _MM_HINT_T0);
+            }
           __m512i w[16];
           pairRows16(src, (int)lmin(32, kc - 2 * p0), w);
           const int nq = (int)lmin(16, kp - p0);
