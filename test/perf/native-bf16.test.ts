@@ -127,6 +127,55 @@ describe('native bf16 GEMM', () => {
     expect(bad).toEqual([]);
   });
 
+  it.skipIf(!cpuFlags?.has('avx512_bf16') || !gemm.kernelSets().includes('avx512'))(
+    'the AVX512_BF16 dot-product kernel gives the emulation\'s bits on every packing path and edge', () => {
+    // Both layouts of A and B (each packed by its own vector path), M and N off the 12×32 tile and the 120-row block,
+    // columns 1-15 and 17-31 of a last panel, odd K, K off the 256 k-block and under 16 k-pairs, N past the
+    // 3072-column block, batch strides (one operand broadcast), accumulate; inputs with exact bf16 ties (round to even
+    // in the vector rounding). Compared bit for bit with a set that emulates the dot product (kset-body.inc).
+    const emu = gemm.kernelSets().find((s) => s !== 'avx512')!;
+    const rng = new Rng(91);
+    // each operand inside NaN guards: a packing that reads past an operand (an element past K or N) turns an output
+    // into NaN even where the other side's zero padding would hide a finite value
+    const input = (n: number) => {
+      const g = new Float32Array(n + 128).fill(NaN), x = g.subarray(64, 64 + n);
+      for (let i = 0; i < n; i++) x[i] = i % 7 === 3 ? (rng.normal() < 0 ? -1 : 1) * (1 + (2 * (i % 5) + 1) * 2 ** -8) * 2 ** ((i % 9) - 4) : rng.normal();
+      return x;
+    };
+    // [batch, M, N, K, a stride, b stride, accumulate, threads]; both transposes each
+    const shapes: [number, number, number, number, 'full' | 0, 'full' | 0, boolean, number][] = [
+      [1, 12, 32, 32, 'full', 'full', false, 1], // exactly one tile, one 16-pair chunk
+      [1, 5, 7, 3, 'full', 'full', false, 1], // all edges: 5 rows, 7 columns, K odd and < 32
+      [1, 131, 49, 300, 'full', 'full', true, 1], // two 120-row blocks, 17 columns in the last panel, K = 256 + 44
+      [1, 25, 3100, 37, 'full', 'full', false, 1], // N past NC (3072 + 28), odd K between 32 and 64
+      [1, 40, 90, 513, 'full', 'full', true, 2], // three k-blocks, the last of one element; split over two threads
+      [3, 17, 33, 18, 'full', 0, false, 1], // batch with B broadcast; K = 18: a chunk of 18 floats
+      [2, 30, 20, 257, 0, 'full', true, 1], // batch with A broadcast; 20 columns (a panel of 16 + 4)
+    ];
+    const bad: string[] = [];
+    for (const [batch, M, N, K, sa, sb, acc, threads] of shapes) {
+      const aStride = sa === 'full' ? M * K : 0, bStride = sb === 'full' ? K * N : 0;
+      const a = input(aStride * (batch - 1) + M * K), b = input(bStride * (batch - 1) + K * N), c0 = input(batch * M * N);
+      for (const ta of [false, true]) for (const tb of [false, true]) {
+        const out = (set: string) => {
+          gemm.setKernels(set);
+          gemm.setThreads(threads);
+          const c = acc ? c0.slice() : new Float32Array(batch * M * N).fill(NaN);
+          gemm.matmulBf16(a, b, c, batch, M, N, K, ta, tb, aStride, bStride, acc);
+          return c;
+        };
+        const dot = out('avx512'), want = out(emu);
+        expect(gemm.bf16Kernels()).toBe(`${emu}-bf16emu`);
+        if (!bits(dot).equals(bits(want))) bad.push(`${batch}×${M}×${N}×${K} ta=${ta} tb=${tb}`);
+      }
+    }
+    gemm.setKernels('avx512');
+    expect(gemm.bf16Kernels()).toBe('avx512-bf16'); // the comparison above did run the dot-product kernel
+    gemm.setKernels(defaultSet);
+    gemm.setThreads(defaultThreads);
+    expect(bad).toEqual([]);
+  });
+
   it('is deterministic: the same bits on a repeat and with 1 or 2 threads', () => {
     const big: Case = { M: 96, N: 200, K: 640, ta: false, tb: true, batch: 1, acc: false }; // large enough to split
     gemm.setThreads(2);
