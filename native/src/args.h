@@ -6,14 +6,16 @@
 #include <cstddef>
 #include <cstdint>
 
-// Returns nullptr from the calling N-API function (with a JS error) when an N-API call fails.
-#define CHECK(call)                                                      \
+// Returns `ret` from the calling function (with a JS error) when an N-API call fails; CHECK returns nullptr (an
+// N-API function's failure).
+#define CHECK_OR(call, ret)                                              \
   do {                                                                   \
     if ((call) != napi_ok) {                                             \
       napi_throw_error(env, nullptr, "gemm: N-API call failed: " #call); \
-      return nullptr;                                                    \
+      return ret;                                                        \
     }                                                                    \
   } while (0)
+#define CHECK(call) CHECK_OR(call, nullptr)
 
 namespace gt {
 

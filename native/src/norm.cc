@@ -85,27 +85,19 @@ void backwardRow(const NormRopeDims& s, const float* x, const float* w, const fl
 constexpr long kDwBlock = 16;
 
 // (false: a JS exception is pending)
-#define CHECK_B(call)                                                       \
-  do {                                                                      \
-    if ((call) != napi_ok) {                                                \
-      napi_throw_error(env, nullptr, "gemm.normRope: N-API call failed: " #call); \
-      return false;                                                         \
-    }                                                                       \
-  } while (0)
-
 bool readDims(napi_env env, napi_value* argv, NormRopeDims* s, size_t lx, size_t lw) {
   int64_t v[4];
-  for (int i = 0; i < 4; i++) CHECK_B(napi_get_value_int64(env, argv[i], &v[i]));
+  for (int i = 0; i < 4; i++) CHECK_OR(napi_get_value_int64(env, argv[i], &v[i]), false);
   double eps, scale;
-  CHECK_B(napi_get_value_double(env, argv[4], &eps));
-  CHECK_B(napi_get_value_double(env, argv[5], &scale));
+  CHECK_OR(napi_get_value_double(env, argv[4], &eps), false);
+  CHECK_OR(napi_get_value_double(env, argv[5], &scale), false);
   *s = {v[0], v[1], v[2], v[3], (float)eps, (float)scale, nullptr, nullptr, false};
   if (s->B < 1 || s->T < 1 || s->n < 1 || s->d < 2 || s->d % 2 || (size_t)(s->B * s->T * s->n * s->d) != lx || (size_t)s->d != lw) {
     napi_throw_range_error(env, nullptr, "gemm.normRope: x must hold B·T·n·d values and w d values (d even)");
     return false;
   }
   napi_valuetype t;
-  CHECK_B(napi_typeof(env, argv[6], &t));
+  CHECK_OR(napi_typeof(env, argv[6], &t), false);
   if (t == napi_null || t == napi_undefined) return true;
   float *c, *sn;
   size_t lc, ls;
