@@ -15,7 +15,7 @@ import { runCase, syntheticExamples, type CaseOptions, type CaseResult } from '.
 import { presetConfig } from '../src/model/config.ts';
 import { packingRatios, ratios, type BenchRow, type Precision } from './rows.ts';
 import { CASES, REAL_RECIPE, type BenchCase } from './real-data.ts';
-import { benchTorch, torchAvailable } from './torch.ts';
+import { benchTorch, torchAllocator, torchAvailable } from './torch.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const MODELS: Record<string, string> = { '270m': 'preset:gemma-3-270m', tiny: 'preset:tiny' };
@@ -207,7 +207,7 @@ async function main(): Promise<void> {
     // bf16 dot-product instructions (what PyTorch's bf16 matmuls use through oneDNN), from /proc/cpuinfo where there is one
     cpu_bf16: cpuBf16(),
     load_avg_during: loadRange(results),
-    pytorch: 'version' in torch ? { version: torch.version, python: torch.python, available: true } : { version: null, available: false, reason: torch.reason },
+    pytorch: 'version' in torch ? { version: torch.version, python: torch.python, available: true, allocator: torchAllocator().name } : { version: null, available: false, reason: torch.reason },
     results,
     ratios: ratios(results),
     packing: packingRatios(results),

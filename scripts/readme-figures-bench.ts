@@ -16,7 +16,7 @@ interface BenchRatio { model: string; case: string; ours_precision: string; refe
 export interface BenchResults {
   date: string; node: string; cpus: number; cpu_model: string; cpu_bf16: string[] | null;
   load_avg_during: { min: number; max: number } | null;
-  pytorch: { version: string | null; available: boolean; reason?: string };
+  pytorch: { version: string | null; available: boolean; reason?: string; allocator?: string };
   results: BenchResult[];
   ratios: BenchRatio[];
   /** Packed ÷ padded on the real data (absent in runs without the real cases). */
@@ -54,7 +54,7 @@ export function benchBlock(b: BenchResults): string {
   const torch = b.pytorch.available ? b.pytorch.version : null;
   const load = b.load_avg_during;
   const lines = [
-    `Measured in one run on ${day(b.date)}: ${b.cpu_model}, ${b.cpus} cores, Node ${b.node}` + (torch ? `, PyTorch ${torch} (Debian \`python3-torch\`, OpenBLAS; bf16 through oneDNN` + (b.cpu_bf16 ? `, this CPU's bf16 instructions: ${b.cpu_bf16.length ? b.cpu_bf16.map((c) => c.toUpperCase()).join(', ') : 'none'})` : ')') : '') + '.',
+    `Measured in one run on ${day(b.date)}: ${b.cpu_model}, ${b.cpus} cores, Node ${b.node}` + (torch ? `, PyTorch ${torch} (Debian \`python3-torch\`, OpenBLAS; bf16 through oneDNN${b.pytorch.allocator ? `; allocator: ${b.pytorch.allocator}` : ''}` + (b.cpu_bf16 ? `, this CPU's bf16 instructions: ${b.cpu_bf16.length ? b.cpu_bf16.map((c) => c.toUpperCase()).join(', ') : 'none'})` : ')') : '') + '.',
     `The machine is shared: the 1-minute load average during the timed steps was ${load ? `${f(load.min, 1)}–${f(load.max, 1)}` : '–'} (per row below; the`,
     `benchmark itself adds up to ${b.cpus}): rates fall as the load rises, and the ratios compare rows measured minutes apart.`,
     `Batch ${first?.batch ?? '–'} × ${first?.seq ?? '–'} tokens (the \`fixed\` case: no padding), ${first?.supervised_tokens ?? '–'} of them supervised; the median and the best of ${first?.step_s.length ?? '–'} timed steps after a`,
