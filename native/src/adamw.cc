@@ -19,7 +19,8 @@ struct AdamScalars {
 // Vector and scalar code give the same bits here: only separately rounded IEEE operations (no FMA contraction, no
 // reordered sums). `ivdep`: each element is read and written at its own index only, so outputs that are exactly the
 // inputs (the in-place update) are safe, and without it GCC's run-time overlap check sends that case to scalar code.
-#if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__)
+// target_clones needs IFUNC (glibc); elsewhere the baseline build.
+#if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__) && !defined(__clang__) && defined(__GLIBC__)
 __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 void adamwRange(const float* p, const float* m, const float* v, const float* g, float* po, float* mo, float* vo,
