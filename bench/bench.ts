@@ -46,7 +46,8 @@ const HELP = `usage: npm run bench -- [options]
   --no-forward     skip the forward measurement  --no-train  skip training
   --precision LIST our matmul compute, as training.precision: fp32, bf16 (bf16 needs the native kernels) (default: fp32,bf16)
   --torch LIST     PyTorch reference precisions, full fine-tuning and the fixed case only: fp32, bf16 (autocast) (default: fp32,bf16)
-  --no-torch       skip the PyTorch reference
+  --no-torch       skip the PyTorch reference (timed with tcmalloc when installed, else glibc malloc without
+                   unmapping; GEMMA_TUNE_TORCH_MALLOC=glibc|system to choose)
   --threads N      matmul threads, ours and PyTorch's (default: all cores)
   --json           print the JSON to stdout instead of writing bench/results.json
   --out FILE       JSON output path (default bench/results.json)`;
@@ -163,6 +164,9 @@ async function main(): Promise<void> {
     return;
   }
   const args = parseArgs(argv);
+  if (args.torch.length) {
+    try { torchAllocator(); } catch (e) { console.error(`bench: ${(e as Error).message}`); process.exit(2); }
+  }
   const results: (BenchRow & Partial<CaseResult>)[] = [];
   const torch = args.torch.length && args.train && args.modes.includes('full') ? torchAvailable() : { reason: 'not requested' };
   if ('reason' in torch && args.torch.length) process.stderr.write(`bench: no PyTorch reference: ${torch.reason}\n`);

@@ -34,15 +34,18 @@ export function torchAvailable(): { version: string; python: string } | { reason
 // gradients in afresh: on this kind of VM (~7 µs a fault) that doubled the fp32 step and multiplied the bf16 one by 8.
 // PyTorch's CPU performance guide recommends preloading tcmalloc or jemalloc; we preload tcmalloc when it is installed
 // (Debian `libtcmalloc-minimal4`) and otherwise keep glibc from unmapping and trimming (no mmap'd blocks, no trim), so
-// the reference is timed at its best, not at this machine's page-fault cost. GEMMA_TUNE_TORCH_MALLOC=system: as is.
+// the reference is timed at its best, not at this machine's page-fault cost. GEMMA_TUNE_TORCH_MALLOC=glibc forces the
+// glibc settings, =system runs it as is; any other value is an error.
 const TCMALLOC = ['/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4', '/usr/lib/aarch64-linux-gnu/libtcmalloc_minimal.so.4', '/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4'];
 
 /** The environment the reference runs with, and a name for its allocator (recorded in each row). */
 export function torchAllocator(): { name: string; env: NodeJS.ProcessEnv } {
   const base = { ...process.env };
-  if (process.env.GEMMA_TUNE_TORCH_MALLOC === 'system') return { name: 'glibc malloc (as is)', env: base };
+  const want = process.env.GEMMA_TUNE_TORCH_MALLOC;
+  if (want && want !== 'glibc' && want !== 'system') throw new Error(`GEMMA_TUNE_TORCH_MALLOC=${want}: expected glibc or system (unset: tcmalloc when installed, else glibc)`);
+  if (want === 'system') return { name: 'glibc malloc (as is)', env: base };
   const tc = TCMALLOC.find((f) => fs.existsSync(f));
-  if (tc && process.env.GEMMA_TUNE_TORCH_MALLOC !== 'glibc') return { name: `tcmalloc (${path.basename(tc)})`, env: { ...base, LD_PRELOAD: [tc, base.LD_PRELOAD].filter(Boolean).join(':') } };
+  if (tc && want !== 'glibc') return { name: `tcmalloc (${path.basename(tc)})`, env: { ...base, LD_PRELOAD: [tc, base.LD_PRELOAD].filter(Boolean).join(':') } };
   return { name: 'glibc malloc without mmap and trim', env: { ...base, MALLOC_MMAP_MAX_: '0', MALLOC_TRIM_THRESHOLD_: '1000000000000', MALLOC_TOP_PAD_: String(64 << 20) } };
 }
 

@@ -26,6 +26,11 @@ describe('torchAllocator', () => {
     expect(a.name).toBe('glibc malloc (as is)');
   });
 
+  it('any other value is an error naming the variable and the choices', () => {
+    process.env.GEMMA_TUNE_TORCH_MALLOC = 'jemalloc';
+    expect(() => torchAllocator()).toThrow(/GEMMA_TUNE_TORCH_MALLOC=jemalloc: expected glibc or system/);
+  });
+
   it('default: tcmalloc preloaded when installed, else the glibc settings', () => {
     delete process.env.GEMMA_TUNE_TORCH_MALLOC;
     const a = torchAllocator();
